@@ -1,0 +1,183 @@
+"""Frozen, validated settings. The CLI and the library build the same objects.
+
+A bad value raises :class:`~camstream.errors.ConfigError` naming the option and
+the fix; nothing is silently clamped or skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+from .errors import ConfigError
+from .frame import Codec
+
+__all__ = ["DEFAULT_PORT", "ClientConfig", "ServerConfig", "StreamAddress", "parse_address"]
+
+DEFAULT_PORT = 8080
+DEFAULT_HOST = "127.0.0.1"
+TOKEN_ENV = "CAMSTREAM_TOKEN"
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+
+
+def _check_positive(name: str, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """Everything ``camstream serve`` / :class:`camstream.Server` can be told."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    codec: Codec = Codec.JPEG
+    quality: int = 80
+    png_compression: int = 1
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    loop: bool = False
+    always_capture: bool = False
+    encode_workers: int = 1
+    max_viewers: int = 64
+    credit_window_max: int = 8
+    token: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    handshake_timeout_s: float = 5.0
+    heartbeat_interval_s: float = 1.0
+    heartbeat_timeout_s: float = 5.0
+    max_payload_bytes: int = 32 * 1024 * 1024
+    http_send_buffer_bytes: int = 256 * 1024
+    server_name: str = "camstream"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.codec, Codec):
+            object.__setattr__(self, "codec", parse_codec(str(self.codec)))
+        _check_range("port", self.port, 0, 65535)
+        _check_range("quality", self.quality, 1, 100)
+        _check_range("png_compression", self.png_compression, 0, 9)
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_range(name, value, 1, 16384)
+        _check_positive("fps", self.fps)
+        _check_range("encode_workers", self.encode_workers, 1, 16)
+        _check_range("max_viewers", self.max_viewers, 1, 100_000)
+        _check_range("credit_window_max", self.credit_window_max, 1, 64)
+        for name in ("handshake_timeout_s", "heartbeat_interval_s", "heartbeat_timeout_s"):
+            _check_positive(name, getattr(self, name))
+        if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
+            raise ConfigError("heartbeat_timeout_s must be longer than heartbeat_interval_s")
+        _check_positive("max_payload_bytes", self.max_payload_bytes)
+        _check_positive("http_send_buffer_bytes", self.http_send_buffer_bytes)
+        if self.token == "":
+            raise ConfigError("token must not be empty; leave it unset to disable authentication")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("TLS needs both --tls-cert and --tls-key")
+        for name in ("tls_cert", "tls_key"):
+            path = getattr(self, name)
+            if path is not None and not os.path.isfile(path):
+                raise ConfigError(f"{name.replace('_', '-')} file not found: {path}")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def exposed(self) -> bool:
+        """True when the server listens beyond this machine."""
+        return self.host not in ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamAddress:
+    """Where a client connects: parsed from ``camstream://host:port`` and friends."""
+
+    host: str
+    port: int = DEFAULT_PORT
+    tls: bool = False
+    token: str | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        scheme = "camstreams" if self.tls else "camstream"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+
+def parse_address(text: str) -> StreamAddress:
+    """Parse ``HOST``, ``HOST:PORT``, ``camstream://HOST:PORT`` or ``camstreams://…`` (TLS).
+
+    A ``?token=…`` query is accepted for convenience; prefer ``CAMSTREAM_TOKEN``.
+    """
+    raw = text.strip()
+    if not raw:
+        raise ConfigError("empty address; give HOST[:PORT], e.g. 127.0.0.1:8080")
+    if "://" not in raw:
+        raw = "camstream://" + raw
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"bad address {text!r}: {exc}") from None
+    if parts.scheme not in ("camstream", "camstreams", "tcp"):
+        raise ConfigError(
+            f"unsupported scheme {parts.scheme!r} in {text!r}; use camstream:// or camstreams:// (TLS)"
+        )
+    if not parts.hostname:
+        raise ConfigError(f"no host in address {text!r}; give HOST[:PORT]")
+    token = parse_qs(parts.query).get("token", [None])[0]
+    return StreamAddress(
+        host=parts.hostname,
+        port=DEFAULT_PORT if port is None else port,
+        tls=parts.scheme == "camstreams",
+        token=token,
+    )
+
+
+def parse_codec(name: str) -> Codec:
+    try:
+        return Codec[name.upper()]
+    except KeyError:
+        raise ConfigError(f"unknown codec {name!r}; choose jpeg or png") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientConfig:
+    """How a client connects, receives and reconnects."""
+
+    token: str | None = field(default=None, repr=False)
+    tls_ca: str | None = None
+    tls_verify: bool = True
+    connect_timeout_s: float = 5.0
+    heartbeat_interval_s: float = 1.0
+    heartbeat_timeout_s: float = 5.0
+    reconnect: bool = True
+    reconnect_initial_s: float = 0.1
+    reconnect_max_s: float = 2.0
+    credit_window: int = 2
+    max_payload_bytes: int = 32 * 1024 * 1024
+    client_name: str = "camstream-client"
+
+    def __post_init__(self) -> None:
+        for name in (
+            "connect_timeout_s",
+            "heartbeat_interval_s",
+            "heartbeat_timeout_s",
+            "reconnect_initial_s",
+            "reconnect_max_s",
+        ):
+            _check_positive(name, getattr(self, name))
+        if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
+            raise ConfigError("heartbeat_timeout_s must be longer than heartbeat_interval_s")
+        _check_range("credit_window", self.credit_window, 1, 64)
+        _check_positive("max_payload_bytes", self.max_payload_bytes)
+        if self.tls_ca is not None and not os.path.isfile(self.tls_ca):
+            raise ConfigError(f"tls-ca file not found: {self.tls_ca}")

@@ -1,0 +1,45 @@
+"""The one value that travels between stages: an encoded picture plus its metadata."""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+
+__all__ = ["Codec", "Frame"]
+
+
+class Codec(enum.IntEnum):
+    """How a frame's ``data`` is encoded. The numbers are part of the wire protocol."""
+
+    JPEG = 1
+    PNG = 2
+
+    @property
+    def mime_type(self) -> str:
+        return "image/jpeg" if self is Codec.JPEG else "image/png"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One encoded picture.
+
+    ``seq`` increases by one per captured image on the server (gaps mean the
+    receiver skipped frames, which is intended). ``captured_at_ns`` is the
+    server's wall clock (``time.time_ns()``) when the image was captured, so the
+    age of a frame is only exact when both ends share a clock (same host, or NTP).
+    ``placeholder`` marks synthetic frames such as "NO SIGNAL".
+    """
+
+    seq: int
+    captured_at_ns: int
+    width: int
+    height: int
+    codec: Codec
+    data: bytes
+    placeholder: bool = False
+
+    def age_s(self, now_ns: int | None = None) -> float:
+        """Seconds since capture, by this machine's wall clock."""
+        now = time.time_ns() if now_ns is None else now_ns
+        return (now - self.captured_at_ns) / 1e9
