@@ -41,7 +41,7 @@ class ServerConfig:
     png_compression: int = 1
     width: int | None = None
     height: int | None = None
-    fps: float | None = None
+    fps: float | None = None  # None: the source's own rate; 0: as fast as possible
     loop: bool = False
     always_capture: bool = False
     encode_workers: int = 1
@@ -67,7 +67,8 @@ class ServerConfig:
             value = getattr(self, name)
             if value is not None:
                 _check_range(name, value, 1, 16384)
-        _check_positive("fps", self.fps)
+        if self.fps is not None and self.fps < 0:
+            raise ConfigError(f"fps must be positive (or 0 for as fast as possible), got {self.fps!r}")
         _check_range("encode_workers", self.encode_workers, 1, 16)
         _check_range("max_viewers", self.max_viewers, 1, 100_000)
         _check_range("credit_window_max", self.credit_window_max, 1, 64)

@@ -8,6 +8,7 @@ The library raises; only the command line (``camstream.cli``) prints and exits.
     CamstreamError
     ├── ConfigError            an option has a bad value (also a ValueError)
     ├── SourceError            a camera, file or URL cannot be opened or read
+    ├── DecodeError            received image bytes are not a valid picture
     ├── ProtocolError          bytes on the wire broke the protocol
     │   ├── LocalProtocolError     we were about to send something invalid (a bug)
     │   └── RemoteProtocolError    the peer sent malformed or unexpected bytes
@@ -24,6 +25,7 @@ __all__ = [
     "AddressInUseError",
     "AuthenticationError",
     "CamstreamError",
+    "DecodeError",
     "ConfigError",
     "ConnectError",
     "ConnectionClosed",
@@ -45,6 +47,10 @@ class ConfigError(CamstreamError, ValueError):
 
 class SourceError(CamstreamError):
     """A video source cannot be opened or read."""
+
+
+class DecodeError(CamstreamError):
+    """Encoded image bytes could not be decoded (corrupt or truncated)."""
 
 
 class ProtocolError(CamstreamError):
