@@ -44,6 +44,7 @@ class ServerConfig:
     fps: float | None = None  # None: the source's own rate; 0: as fast as possible
     loop: bool = False
     always_capture: bool = False
+    capture_linger_s: float = 1.0  # keep capturing this long after the last viewer leaves
     encode_workers: int = 1
     max_viewers: int = 64
     credit_window_max: int = 8
@@ -69,6 +70,8 @@ class ServerConfig:
                 _check_range(name, value, 1, 16384)
         if self.fps is not None and self.fps < 0:
             raise ConfigError(f"fps must be positive (or 0 for as fast as possible), got {self.fps!r}")
+        if self.capture_linger_s < 0:
+            raise ConfigError("capture_linger_s must not be negative")
         _check_range("encode_workers", self.encode_workers, 1, 16)
         _check_range("max_viewers", self.max_viewers, 1, 100_000)
         _check_range("credit_window_max", self.credit_window_max, 1, 64)

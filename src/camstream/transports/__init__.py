@@ -1,0 +1,1 @@
+"""Ways frames leave the server: the native protocol (tcp) and HTTP/MJPEG (web)."""

@@ -1,0 +1,231 @@
+"""The native camstream transport: one asyncio protocol per viewer connection.
+
+It feeds received bytes to the sans-IO :class:`~camstream.protocol.Connection`
+and sends frames from the viewer's hub slot. Bytes in flight are bounded by the
+credit window the client grants, so the kernel's send buffer never hides a
+backlog: the server sends a frame only when the client has acknowledged enough
+earlier ones, and then it sends the newest frame there is.
+
+A peer that breaks the protocol, stalls the handshake or stops answering
+heartbeats costs only its own connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from ..auth import new_nonce, verify_digest
+from ..config import ServerConfig
+from ..errors import RemoteProtocolError
+from ..frame import Frame
+from ..hub import Hub, Viewer
+from ..protocol import (
+    Auth,
+    Challenge,
+    Connection,
+    Credit,
+    Goodbye,
+    GoodbyeCode,
+    Hello,
+    Ping,
+    Pong,
+    Role,
+    StreamInfo,
+)
+
+__all__ = ["NativeSession", "SessionContext"]
+
+_SERVER_MAX_PAYLOAD = 1024  # clients never send frames; keep their buffer tiny
+
+
+@dataclass(frozen=True)
+class SessionContext:
+    """What a session needs from the server that owns it."""
+
+    config: ServerConfig
+    hub: Hub
+    stream_info: Callable[[], StreamInfo]
+
+
+def peer_name(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
+
+
+class NativeSession(asyncio.Protocol):
+    """Serves one native viewer from hello to goodbye."""
+
+    _ping_tokens = itertools.count(1)
+
+    def __init__(self, ctx: SessionContext) -> None:
+        self._ctx = ctx
+        self._config = ctx.config
+        self._conn = Connection(Role.SERVER, max_payload_bytes=_SERVER_MAX_PAYLOAD)
+        self._transport: asyncio.Transport | None = None
+        self._viewer: Viewer | None = None
+        self._nonce: bytes | None = None
+        self._credits = 0
+        self._credit_event = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_heard = time.monotonic()
+        self._closing = False
+        self.address = ""
+
+    # -- asyncio.Protocol --------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.address = peer_name(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._spawn(self._watchdog())
+
+    def data_received(self, data: bytes) -> None:
+        self._last_heard = time.monotonic()
+        try:
+            events = self._conn.receive_data(data)
+        except RemoteProtocolError as exc:
+            self._fail(GoodbyeCode.PROTOCOL_ERROR, f"protocol error: {exc}")
+            return
+        for event in events:
+            if self._closing:
+                return
+            self._handle(event)
+
+    def eof_received(self) -> bool | None:
+        self._close()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        if self._viewer is not None:
+            self._ctx.hub.detach(self._viewer)
+            self._viewer = None
+        for task in self._tasks:
+            task.cancel()
+        self._credit_event.set()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # -- protocol events ---------------------------------------------------
+
+    def _handle(self, event: object) -> None:
+        if isinstance(event, Hello):
+            self._credits = min(event.credit_window, self._config.credit_window_max)
+            if self._ctx.hub.count() >= self._config.max_viewers:
+                self._fail(
+                    GoodbyeCode.SERVER_FULL,
+                    f"server full: {self._config.max_viewers} viewers already connected; "
+                    "try again later",
+                )
+            elif self._config.token is not None:
+                self._nonce = new_nonce()
+                self._write(self._conn.send(Challenge(self._nonce)))
+            else:
+                self._admit()
+        elif isinstance(event, Auth):
+            assert self._nonce is not None and self._config.token is not None
+            if verify_digest(self._config.token, self._nonce, event.digest):
+                self._admit()
+            else:
+                self._fail(GoodbyeCode.AUTH_FAILED, "authentication failed: wrong token")
+        elif isinstance(event, Credit):
+            self._credits = min(self._credits + event.credits, self._config.credit_window_max)
+            self._credit_event.set()
+        elif isinstance(event, Ping):
+            self._write(self._conn.send(Pong(event.token)))
+        elif isinstance(event, Goodbye):
+            self._close()
+
+    def _admit(self) -> None:
+        self._write(self._conn.send(self._ctx.stream_info()))
+        self._viewer = self._ctx.hub.attach("native", self.address)
+        self._credit_event.set()
+        self._spawn(self._send_frames(self._viewer))
+
+    async def _send_frames(self, viewer: Viewer) -> None:
+        while not self._closing:
+            while self._credits <= 0:
+                self._credit_event.clear()
+                await self._credit_event.wait()
+                if self._closing:
+                    return
+            frame = await viewer.next_frame()
+            if frame is None:
+                reason = self._ctx.hub.ended_reason or "server stopped"
+                self._fail(GoodbyeCode.END_OF_STREAM, reason)
+                return
+            await self._writable.wait()
+            if self._closing:
+                return
+            self._send_frame(viewer, frame)
+
+    def _send_frame(self, viewer: Viewer, frame: Frame) -> None:
+        assert self._transport is not None
+        header, payload = self._conn.send_frame(frame)
+        # writelines hands both buffers to the socket without concatenating them.
+        self._transport.writelines([header, payload])
+        self._credits -= 1
+        viewer.record_sent(frame, len(header) + len(payload))
+
+    async def _watchdog(self) -> None:
+        """Handshake deadline, then heartbeats: silence for too long closes the connection."""
+        config = self._config
+        deadline = time.monotonic() + config.handshake_timeout_s
+        while not self._closing:
+            await asyncio.sleep(min(config.heartbeat_interval_s, config.handshake_timeout_s))
+            now = time.monotonic()
+            if self._viewer is None and now >= deadline:
+                self._fail(GoodbyeCode.TIMEOUT, "handshake timed out")
+                return
+            if now - self._last_heard > config.heartbeat_timeout_s:
+                self._fail(GoodbyeCode.TIMEOUT, "no heartbeat from client")
+                return
+            if self._viewer is not None:
+                self._write(self._conn.send(Ping(next(self._ping_tokens) & 0xFFFFFFFF)))
+
+    # -- helpers -----------------------------------------------------------
+
+    def goodbye(self, code: GoodbyeCode, reason: str) -> None:
+        """Say goodbye and close; used by the server on shutdown."""
+        self._fail(code, reason)
+
+    def _fail(self, code: GoodbyeCode, reason: str) -> None:
+        if self._closing:
+            return
+        with contextlib.suppress(Exception):
+            self._write(self._conn.send(Goodbye(code, reason)))
+        self._close()
+
+    def _write(self, data: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def _close(self) -> None:
+        self._closing = True
+        self._credit_event.set()
+        self._writable.set()
+        if self._transport is not None:
+            self._transport.close()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.append(task)
