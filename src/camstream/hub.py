@@ -14,37 +14,14 @@ capture threads hand frames over with ``loop.call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
-import collections
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .frame import Frame
+from .metrics import RateMeter
 
 __all__ = ["Hub", "Viewer", "ViewerStats"]
-
-
-class RateMeter:
-    """Events per second over a sliding window (default 1 s)."""
-
-    def __init__(self, window_s: float = 1.0) -> None:
-        self._window_ns = int(window_s * 1e9)
-        self._stamps: collections.deque[int] = collections.deque()
-
-    def tick(self, now_ns: int | None = None) -> None:
-        now = time.monotonic_ns() if now_ns is None else now_ns
-        self._stamps.append(now)
-        self._trim(now)
-
-    def rate(self, now_ns: int | None = None) -> float:
-        now = time.monotonic_ns() if now_ns is None else now_ns
-        self._trim(now)
-        return len(self._stamps) * 1e9 / self._window_ns
-
-    def _trim(self, now: int) -> None:
-        horizon = now - self._window_ns
-        while self._stamps and self._stamps[0] < horizon:
-            self._stamps.popleft()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,31 @@
+"""Small measurement helpers shared by the server, clients and viewer."""
+
+from __future__ import annotations
+
+import collections
+import time
+
+__all__ = ["RateMeter"]
+
+
+class RateMeter:
+    """Events per second over a sliding window (default 1 s)."""
+
+    def __init__(self, window_s: float = 1.0) -> None:
+        self._window_ns = int(window_s * 1e9)
+        self._stamps: collections.deque[int] = collections.deque()
+
+    def tick(self, now_ns: int | None = None) -> None:
+        now = time.monotonic_ns() if now_ns is None else now_ns
+        self._stamps.append(now)
+        self._trim(now)
+
+    def rate(self, now_ns: int | None = None) -> float:
+        now = time.monotonic_ns() if now_ns is None else now_ns
+        self._trim(now)
+        return len(self._stamps) * 1e9 / self._window_ns
+
+    def _trim(self, now: int) -> None:
+        horizon = now - self._window_ns
+        while self._stamps and self._stamps[0] < horizon:
+            self._stamps.popleft()
