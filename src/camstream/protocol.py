@@ -9,12 +9,18 @@ Every message is an 8-byte header followed by ``length`` bytes of body::
     magic  b"CS"   2 bytes
     version        1 byte   (PROTOCOL_VERSION)
     type           1 byte   (MessageType)
-    length         4 bytes  big-endian, checked against a per-type maximum
+    length         4 bytes  big-endian, checked against the per-type bounds
                             *before* any of the body is buffered
+
+Garbage is rejected on its first wrong byte (magic, then version, then type and
+whether that type may arrive now), so a peer that is not speaking camstream
+costs at most 8 buffered bytes, and a well-framed one at most one message.
 
 A :class:`Connection` also enforces the order of messages (hello, optional
 challenge/auth, stream info, then frames), so a peer that skips the
 authentication step cannot get frames, and this side cannot send them early.
+It cannot check the digest itself (it has no token): the server application
+verifies the :class:`Auth` and answers with STREAM_INFO or a GOODBYE.
 """
 
 from __future__ import annotations
@@ -58,12 +64,12 @@ DIGEST_SIZE = 32
 MAX_NAME_BYTES = 200
 MAX_REASON_BYTES = 1000
 
-_HELLO = struct.Struct("!HH")  # credit window, flags
+_HELLO = struct.Struct("!HH")  # credit window, flags (reserved, 0)
 _STREAM_INFO = struct.Struct("!HHBI")  # width, height, codec, fps * 1000
 _FRAME = struct.Struct("!QQHHBB")  # seq, captured_at_ns, width, height, codec, flags
 _CREDIT = struct.Struct("!IQ")  # credits granted, last seq received
-_PING = struct.Struct("!Q")
-_GOODBYE = struct.Struct("!H")
+_PING = struct.Struct("!Q")  # token, echoed by PONG
+_GOODBYE = struct.Struct("!H")  # code, then a UTF-8 reason
 _FLAG_PLACEHOLDER = 0x01
 
 
@@ -168,20 +174,19 @@ class Goodbye:
 
 Event = Hello | Challenge | Auth | StreamInfo | Frame | Credit | Ping | Pong | Goodbye
 
-
-def _max_body(msg_type: MessageType, max_payload_bytes: int) -> int:
-    if msg_type is MessageType.FRAME:
-        return _FRAME.size + max_payload_bytes
-    return {
-        MessageType.HELLO: _HELLO.size + MAX_NAME_BYTES,
-        MessageType.CHALLENGE: NONCE_SIZE,
-        MessageType.AUTH: DIGEST_SIZE,
-        MessageType.STREAM_INFO: _STREAM_INFO.size + MAX_NAME_BYTES,
-        MessageType.CREDIT: _CREDIT.size,
-        MessageType.PING: _PING.size,
-        MessageType.PONG: _PING.size,
-        MessageType.GOODBYE: _GOODBYE.size + MAX_REASON_BYTES,
-    }[msg_type]
+# (minimum, maximum) body length per type; FRAME's maximum depends on the connection.
+_BODY_BOUNDS = {
+    MessageType.HELLO: (_HELLO.size, _HELLO.size + MAX_NAME_BYTES),
+    MessageType.CHALLENGE: (NONCE_SIZE, NONCE_SIZE),
+    MessageType.AUTH: (DIGEST_SIZE, DIGEST_SIZE),
+    MessageType.STREAM_INFO: (_STREAM_INFO.size, _STREAM_INFO.size + MAX_NAME_BYTES),
+    MessageType.FRAME: (_FRAME.size, _FRAME.size),
+    MessageType.CREDIT: (_CREDIT.size, _CREDIT.size),
+    MessageType.PING: (_PING.size, _PING.size),
+    MessageType.PONG: (_PING.size, _PING.size),
+    MessageType.GOODBYE: (_GOODBYE.size, _GOODBYE.size + MAX_REASON_BYTES),
+}
+_MAX_LENGTH = 0xFFFFFFFF  # what the 4-byte length field can carry
 
 
 def looks_like_camstream(prefix: bytes) -> bool:
@@ -193,196 +198,228 @@ def looks_like_camstream(prefix: bytes) -> bool:
     return MAGIC.startswith(prefix[: len(MAGIC)]) if prefix else True
 
 
-# Which messages each side may receive in each state. Anything else is a
-# RemoteProtocolError; PING/PONG/GOODBYE are always allowed once a HELLO is in.
-_SERVER_RECEIVES = {
-    State.HANDSHAKE: {MessageType.HELLO, MessageType.GOODBYE},
-    State.AUTHENTICATING: {MessageType.AUTH},
-    State.AWAIT_STREAM_INFO: set(),
-    State.STREAMING: {MessageType.CREDIT},
+# Where each message moves the session; both ends apply the same table, one on
+# sending and one on receiving, so they agree on what may come next.
+_NEXT_PHASE = {
+    MessageType.HELLO: State.AWAIT_STREAM_INFO,
+    MessageType.CHALLENGE: State.AUTHENTICATING,
+    MessageType.AUTH: State.AWAIT_STREAM_INFO,
+    MessageType.STREAM_INFO: State.STREAMING,
 }
-_CLIENT_RECEIVES = {
-    State.HANDSHAKE: set(),
-    State.AWAIT_STREAM_INFO: {MessageType.CHALLENGE, MessageType.STREAM_INFO},
-    State.AUTHENTICATING: {MessageType.STREAM_INFO},
-    State.STREAMING: {MessageType.FRAME, MessageType.STREAM_INFO},
+_HINTS = {
+    MessageType.HELLO: "HELLO must come first, and only once",
+    MessageType.CHALLENGE: "CHALLENGE may only answer HELLO, once",
+    MessageType.AUTH: "AUTH is only valid as the answer to a CHALLENGE",
+    MessageType.STREAM_INFO: "STREAM_INFO follows HELLO, or AUTH when a CHALLENGE was sent",
+    MessageType.FRAME: "only the server sends frames, and only after STREAM_INFO",
+    MessageType.CREDIT: "only the client sends CREDIT, and only after STREAM_INFO",
 }
-_ALWAYS = {MessageType.PING, MessageType.PONG, MessageType.GOODBYE}
 
 
 class Connection:
     """One end of one camstream session.
 
     Feed received bytes to :meth:`receive_data`, which returns complete events
-    and raises :class:`RemoteProtocolError` with a reason on malformed input
-    (after which the connection stays in :attr:`State.ERROR`). Turn events into
-    bytes with :meth:`send`; :meth:`send_frame` returns the header and the
-    payload as separate buffers so large frames are never copied to be framed.
+    and raises :class:`RemoteProtocolError` with a reason on malformed or
+    out-of-order input; the connection is then in :attr:`State.ERROR` for good
+    (only a GOODBYE may still be sent). When the peer closes the stream, call
+    :meth:`receive_eof` to learn whether it stopped in the middle of a message.
+    Turn events into bytes with :meth:`send`; :meth:`send_frame` returns the
+    header and the payload as separate buffers so large frames are never
+    copied to be framed. Sending out of turn raises :class:`LocalProtocolError`.
     """
 
     def __init__(self, role: Role, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
-        if max_payload_bytes <= 0:
-            raise ValueError("max_payload_bytes must be positive")
+        if not 0 < max_payload_bytes <= _MAX_LENGTH - _FRAME.size:
+            raise ValueError(f"max_payload_bytes must be in 1..{_MAX_LENGTH - _FRAME.size}")
         self.role = role
         self.max_payload_bytes = max_payload_bytes
-        self.state = State.HANDSHAKE
+        self._peer = Role.SERVER if role is Role.CLIENT else Role.CLIENT
+        self._phase = State.HANDSHAKE  # negotiation progress, kept even once closed
         self._buffer = bytearray()
-        self._hello_received = False
+        self._challenged = False  # a CHALLENGE went by: there is exactly one per session
+        self._goodbye_sent = self._goodbye_received = self._failed = False
 
-    # -- receiving ---------------------------------------------------------
+    @property
+    def state(self) -> State:
+        if self._failed:
+            return State.ERROR
+        if self._goodbye_sent or self._goodbye_received:
+            return State.CLOSED
+        return self._phase
 
     @property
     def buffered_bytes(self) -> int:
-        """Bytes received but not yet part of a complete message."""
+        """Bytes received but not yet part of a complete message (at most one message)."""
         return len(self._buffer)
 
+    def _may_send(self, sender: Role, msg_type: MessageType) -> bool:
+        phase = self._phase
+        if msg_type is MessageType.GOODBYE:
+            return True
+        if phase is State.HANDSHAKE:  # the client speaks first, with HELLO
+            return sender is Role.CLIENT and msg_type is MessageType.HELLO
+        if msg_type in (MessageType.PING, MessageType.PONG):
+            return True
+        if sender is Role.CLIENT:
+            return (msg_type, phase) in {
+                (MessageType.AUTH, State.AUTHENTICATING),
+                (MessageType.CREDIT, State.STREAMING),
+            }
+        return (msg_type, phase) in {
+            (MessageType.STREAM_INFO, State.AWAIT_STREAM_INFO),
+            (MessageType.STREAM_INFO, State.STREAMING),
+            (MessageType.FRAME, State.STREAMING),
+        } or (
+            msg_type is MessageType.CHALLENGE
+            and phase is State.AWAIT_STREAM_INFO
+            and not self._challenged
+        )
+
+    def _advance(self, msg_type: MessageType, *, sent: bool) -> None:
+        if msg_type is MessageType.GOODBYE:
+            if sent:
+                self._goodbye_sent = True
+            else:
+                self._goodbye_received = True
+        self._phase = _NEXT_PHASE.get(msg_type, self._phase)
+        self._challenged |= msg_type is MessageType.CHALLENGE
+
+    # -- receiving ---------------------------------------------------------
+
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        """Parse ``data`` (any chunk of the stream) and return the complete events in it."""
-        if self.state is State.ERROR:
+        """Parse ``data`` (any chunk of the stream) and return the complete events in it.
+
+        Work is proportional to ``len(data)`` plus the messages it completes: a
+        large message arriving in many chunks is neither re-scanned nor copied
+        per chunk, only once when it is complete. If ``data`` breaks the
+        protocol, the events before the fault in this chunk are dropped too.
+        """
+        if self._failed:
             raise RemoteProtocolError("connection already failed; no more data is accepted")
         buf = self._buffer
         buf += data
         events: list[Event] = []
-        offset = 0
+        offset, size = 0, len(buf)
         try:
-            while len(buf) - offset >= HEADER_SIZE:
-                magic, version, raw_type, length = HEADER.unpack_from(buf, offset)
-                msg_type = self._check_header(magic, version, raw_type, length)
-                end = offset + HEADER_SIZE + length
-                if len(buf) < end:
-                    break
-                body = bytes(buf[offset + HEADER_SIZE : end])
-                offset = end
-                event = self._parse(msg_type, body)
-                self._on_receive(event)
-                events.append(event)
-            if len(buf) > offset:
-                self._check_partial_header(bytes(buf[offset : offset + HEADER_SIZE]))
+            with memoryview(buf) as view:
+                while header := self._check_header(bytes(view[offset : offset + HEADER_SIZE])):
+                    msg_type, length = header
+                    end = offset + HEADER_SIZE + length
+                    if end > size:
+                        break
+                    events.append(self._parse(msg_type, view[offset + HEADER_SIZE : end]))
+                    offset = end
+                    self._advance(msg_type, sent=False)
         except RemoteProtocolError:
-            self.state = State.ERROR
+            self._failed = True
             self._buffer = bytearray()
             raise
         del buf[:offset]
         return events
 
-    def _check_partial_header(self, head: bytes) -> None:
-        # Reject garbage as soon as its first bytes arrive rather than after 8.
-        if not MAGIC.startswith(head[: len(MAGIC)]):
+    def receive_eof(self) -> None:
+        """Tell the connection the peer closed the stream.
+
+        Raises :class:`RemoteProtocolError` if the stream stopped in the middle
+        of a message (bytes are still buffered); otherwise does nothing.
+        """
+        if self._buffer and not self._failed:
+            n = len(self._buffer)
+            self._failed = True
+            self._buffer = bytearray()
+            raise RemoteProtocolError(f"stream ended in the middle of a message ({n} bytes in)")
+
+    def _check_header(self, head: bytes) -> tuple[MessageType, int] | None:
+        """Validate as much of a header as has arrived; ``None`` until all 8 bytes are in."""
+        if not MAGIC.startswith(head[:2]):
             raise RemoteProtocolError(_bad_magic_reason(head))
-        if len(head) > len(MAGIC) and head[len(MAGIC)] != PROTOCOL_VERSION:
-            raise RemoteProtocolError(_bad_version_reason(head[len(MAGIC)]))
-
-    def _check_header(self, magic: bytes, version: int, raw_type: int, length: int) -> MessageType:
-        if magic != MAGIC:
-            raise RemoteProtocolError(_bad_magic_reason(magic))
-        if version != PROTOCOL_VERSION:
-            raise RemoteProtocolError(_bad_version_reason(version))
+        if len(head) > 2 and head[2] != PROTOCOL_VERSION:
+            raise RemoteProtocolError(_bad_version_reason(head[2]))
+        if len(head) < 4:
+            return None
         try:
-            msg_type = MessageType(raw_type)
+            msg_type = MessageType(head[3])
         except ValueError:
-            raise RemoteProtocolError(f"unknown message type {raw_type}") from None
-        limit = _max_body(msg_type, self.max_payload_bytes)
-        if length > limit:
-            raise RemoteProtocolError(
-                f"{msg_type.name} message declares {length} bytes, more than the "
-                f"maximum of {limit}; refusing to buffer it"
-            )
-        self._check_allowed(msg_type)
-        return msg_type
-
-    def _check_allowed(self, msg_type: MessageType) -> None:
-        if self.state is State.CLOSED:
+            raise RemoteProtocolError(f"unknown message type {head[3]}") from None
+        if self._goodbye_received:
             raise RemoteProtocolError(f"{msg_type.name} received after goodbye")
-        table = _SERVER_RECEIVES if self.role is Role.SERVER else _CLIENT_RECEIVES
-        allowed = table.get(self.state, set())
-        if self.role is Role.SERVER and self._hello_received:
-            allowed = allowed | _ALWAYS
-        if self.role is Role.CLIENT and self.state is not State.HANDSHAKE:
-            allowed = allowed | _ALWAYS
-        if msg_type not in allowed:
+        if not self._may_send(self._peer, msg_type):
             raise RemoteProtocolError(
-                f"unexpected {msg_type.name} message while {self.state.value} ({self.role.value} side)"
+                f"unexpected {msg_type.name} message while {self._phase.value} "
+                f"({self.role.value} side): {_HINTS.get(msg_type, 'out of order')}"
             )
+        if len(head) < HEADER_SIZE:
+            return None
+        length = int.from_bytes(head[4:], "big")
+        low, high = _BODY_BOUNDS[msg_type]
+        if msg_type is MessageType.FRAME:
+            high += self.max_payload_bytes
+        if not low <= length <= high:
+            raise RemoteProtocolError(
+                f"{msg_type.name} message declares {length} bytes of body, outside "
+                f"{low}..{high}; refusing to buffer it"
+            )
+        return msg_type, length
 
-    def _parse(self, msg_type: MessageType, body: bytes) -> Event:
+    def _parse(self, msg_type: MessageType, body: memoryview) -> Event:
         try:
-            return _PARSERS[msg_type](body)
-        except (struct.error, UnicodeDecodeError, ValueError) as exc:
+            return _parse_body(msg_type, body)
+        except (struct.error, ValueError) as exc:  # UnicodeDecodeError is a ValueError
             raise RemoteProtocolError(f"malformed {msg_type.name} message: {exc}") from None
-
-    def _on_receive(self, event: Event) -> None:
-        if isinstance(event, Goodbye):
-            self.state = State.CLOSED
-        elif isinstance(event, Hello):
-            self._hello_received = True
-            self.state = State.AWAIT_STREAM_INFO
-        elif isinstance(event, Challenge):
-            self.state = State.AUTHENTICATING
-        elif isinstance(event, Auth):
-            self.state = State.AWAIT_STREAM_INFO
-        elif isinstance(event, StreamInfo):
-            self.state = State.STREAMING
 
     # -- sending -----------------------------------------------------------
 
     def send(self, event: Event) -> bytes:
-        """Return the bytes of ``event``; raises :class:`LocalProtocolError` if it is out of turn."""
+        """Return the bytes of ``event``; raises :class:`LocalProtocolError` if it is out of turn.
+
+        GOODBYE may always be sent (even after an error); a second one is a
+        no-op that returns ``b""``, so closing twice is harmless.
+        """
         if isinstance(event, Frame):
             header, payload = self.send_frame(event)
             return header + payload
-        msg_type, body = _serialize(event)
+        if isinstance(event, Goodbye) and self._goodbye_sent:
+            return b""
+        try:
+            msg_type, body = _serialize(event)
+        except (struct.error, ValueError, OverflowError) as exc:
+            raise LocalProtocolError(f"cannot encode {event!r}: {exc}") from None
         self._check_send(msg_type)
-        self._on_send(event)
+        self._advance(msg_type, sent=True)
         return HEADER.pack(MAGIC, PROTOCOL_VERSION, msg_type, len(body)) + body
 
     def send_frame(self, frame: Frame) -> tuple[bytes, bytes]:
         """Return ``(header, payload)`` for a frame, without copying the payload."""
         self._check_send(MessageType.FRAME)
-        if len(frame.data) > self.max_payload_bytes:
-            raise LocalProtocolError(
-                f"frame of {len(frame.data)} bytes exceeds max_payload_bytes={self.max_payload_bytes}"
-            )
+        size = len(frame.data)
+        if size > self.max_payload_bytes:
+            raise LocalProtocolError(f"frame of {size} bytes exceeds {self.max_payload_bytes=}")
         flags = _FLAG_PLACEHOLDER if frame.placeholder else 0
-        prefix = _FRAME.pack(
-            frame.seq, frame.captured_at_ns, frame.width, frame.height, frame.codec, flags
-        )
-        header = HEADER.pack(
-            MAGIC, PROTOCOL_VERSION, MessageType.FRAME, len(prefix) + len(frame.data)
-        )
+        f = frame
+        try:
+            prefix = _FRAME.pack(f.seq, f.captured_at_ns, f.width, f.height, Codec(f.codec), flags)
+        except (struct.error, ValueError) as exc:
+            raise LocalProtocolError(f"cannot encode frame {frame.seq!r}: {exc}") from None
+        header = HEADER.pack(MAGIC, PROTOCOL_VERSION, MessageType.FRAME, _FRAME.size + size)
         return header + prefix, frame.data
 
     def _check_send(self, msg_type: MessageType) -> None:
-        if self.state in (State.CLOSED, State.ERROR) and msg_type is not MessageType.GOODBYE:
-            raise LocalProtocolError(f"cannot send {msg_type.name}: connection is {self.state.value}")
-        ok = {
-            (Role.CLIENT, MessageType.HELLO): self.state is State.HANDSHAKE,
-            (Role.CLIENT, MessageType.AUTH): self.state is State.AUTHENTICATING,
-            (Role.CLIENT, MessageType.CREDIT): self.state is State.STREAMING,
-            (Role.SERVER, MessageType.CHALLENGE): self.state is State.AWAIT_STREAM_INFO,
-            (Role.SERVER, MessageType.STREAM_INFO): self.state
-            in (State.AWAIT_STREAM_INFO, State.STREAMING),
-            (Role.SERVER, MessageType.FRAME): self.state is State.STREAMING,
-        }.get((self.role, msg_type))
-        if ok is None:
-            ok = msg_type in _ALWAYS
-        if not ok:
+        if msg_type is not MessageType.GOODBYE and self.state in (State.CLOSED, State.ERROR):
             raise LocalProtocolError(
-                f"{self.role.value} cannot send {msg_type.name} while {self.state.value}"
+                f"cannot send {msg_type.name}: connection is {self.state.value}"
             )
-
-    def _on_send(self, event: Event) -> None:
-        if isinstance(event, Goodbye):
-            self.state = State.CLOSED
-        elif isinstance(event, Hello):
-            self.state = State.AWAIT_STREAM_INFO
-        elif isinstance(event, Challenge):
-            self.state = State.AUTHENTICATING
-        elif isinstance(event, StreamInfo):
-            self.state = State.STREAMING
+        if not self._may_send(self.role, msg_type):
+            raise LocalProtocolError(
+                f"{self.role.value} cannot send {msg_type.name} while {self._phase.value}: "
+                f"{_HINTS.get(msg_type, 'out of order')}"
+            )
 
 
 def _bad_magic_reason(head: bytes) -> str:
-    if head[:1].isalpha() and head[:1].isupper() and not head.startswith(MAGIC[:1]):
+    if head[:1] == b"\x16":
+        hint = " (the peer is speaking TLS; enable TLS on this side too)"
+    elif all(65 <= b <= 90 for b in head[:2]):  # "GET ", "POST", "HTTP/1.1 200"...
         hint = " (the peer looks like an HTTP client or server, not camstream)"
     else:
         hint = " (not a camstream peer, or the stream lost its framing)"
@@ -396,88 +433,34 @@ def _bad_version_reason(version: int) -> str:
     )
 
 
-def _text(raw: bytes) -> str:
-    return raw.decode("utf-8")
-
-
-def _parse_hello(body: bytes) -> Hello:
-    window, _flags = _HELLO.unpack_from(body)
-    if window < 1:
-        raise ValueError("credit window must be at least 1")
-    return Hello(credit_window=window, client_name=_text(body[_HELLO.size :]))
-
-
-def _parse_fixed(size: int, what: str) -> None:
-    raise ValueError(f"{what} must be exactly {size} bytes")
-
-
-def _parse_challenge(body: bytes) -> Challenge:
-    if len(body) != NONCE_SIZE:
-        _parse_fixed(NONCE_SIZE, "nonce")
-    return Challenge(nonce=body)
-
-
-def _parse_auth(body: bytes) -> Auth:
-    if len(body) != DIGEST_SIZE:
-        _parse_fixed(DIGEST_SIZE, "digest")
-    return Auth(digest=body)
-
-
-def _parse_stream_info(body: bytes) -> StreamInfo:
-    width, height, codec, fps_milli = _STREAM_INFO.unpack_from(body)
-    return StreamInfo(
-        width=width,
-        height=height,
-        codec=Codec(codec),
-        fps=fps_milli / 1000,
-        server_name=_text(body[_STREAM_INFO.size :]),
-    )
-
-
-def _parse_frame(body: bytes) -> Frame:
-    seq, captured_at_ns, width, height, codec, flags = _FRAME.unpack_from(body)
-    return Frame(
-        seq=seq,
-        captured_at_ns=captured_at_ns,
-        width=width,
-        height=height,
-        codec=Codec(codec),
-        data=body[_FRAME.size :],
-        placeholder=bool(flags & _FLAG_PLACEHOLDER),
-    )
-
-
-def _parse_credit(body: bytes) -> Credit:
-    if len(body) != _CREDIT.size:
-        _parse_fixed(_CREDIT.size, "CREDIT body")
-    credits, ack_seq = _CREDIT.unpack(body)
-    return Credit(credits=credits, ack_seq=ack_seq)
-
-
-def _parse_ping(body: bytes) -> Ping:
-    return Ping(token=_PING.unpack(body)[0])
-
-
-def _parse_pong(body: bytes) -> Pong:
-    return Pong(token=_PING.unpack(body)[0])
-
-
-def _parse_goodbye(body: bytes) -> Goodbye:
+def _parse_body(msg_type: MessageType, body: memoryview) -> Event:  # noqa: PLR0911
+    # Lengths were already checked against _BODY_BOUNDS; fixed-size bodies are exact.
+    if msg_type is MessageType.FRAME:
+        seq, captured_at_ns, width, height, codec, flags = _FRAME.unpack_from(body)
+        data = bytes(body[_FRAME.size :])  # the only copy of the payload
+        placeholder = bool(flags & _FLAG_PLACEHOLDER)
+        return Frame(seq, captured_at_ns, width, height, Codec(codec), data, placeholder)
+    if msg_type is MessageType.HELLO:
+        window, _flags = _HELLO.unpack_from(body)
+        if window < 1:
+            raise ValueError("credit window must be at least 1")
+        return Hello(credit_window=window, client_name=str(body[_HELLO.size :], "utf-8"))
+    if msg_type is MessageType.CHALLENGE:
+        return Challenge(nonce=bytes(body))
+    if msg_type is MessageType.AUTH:
+        return Auth(digest=bytes(body))
+    if msg_type is MessageType.STREAM_INFO:
+        width, height, codec, fps_milli = _STREAM_INFO.unpack_from(body)
+        name = str(body[_STREAM_INFO.size :], "utf-8")
+        return StreamInfo(width, height, Codec(codec), fps_milli / 1000, name)
+    if msg_type is MessageType.CREDIT:
+        return Credit(*_CREDIT.unpack(body))
+    if msg_type is MessageType.PING:
+        return Ping(token=_PING.unpack(body)[0])
+    if msg_type is MessageType.PONG:
+        return Pong(token=_PING.unpack(body)[0])
     (code,) = _GOODBYE.unpack_from(body)
-    return Goodbye(code=GoodbyeCode(code), reason=_text(body[_GOODBYE.size :]))
-
-
-_PARSERS = {
-    MessageType.HELLO: _parse_hello,
-    MessageType.CHALLENGE: _parse_challenge,
-    MessageType.AUTH: _parse_auth,
-    MessageType.STREAM_INFO: _parse_stream_info,
-    MessageType.FRAME: _parse_frame,
-    MessageType.CREDIT: _parse_credit,
-    MessageType.PING: _parse_ping,
-    MessageType.PONG: _parse_pong,
-    MessageType.GOODBYE: _parse_goodbye,
-}
+    return Goodbye(code=GoodbyeCode(code), reason=str(body[_GOODBYE.size :], "utf-8"))
 
 
 def _name_bytes(text: str, limit: int) -> bytes:
@@ -504,7 +487,7 @@ def _serialize(event: Event) -> tuple[MessageType, bytes]:  # noqa: PLR0911 - on
     if isinstance(event, StreamInfo):
         name = _name_bytes(event.server_name, MAX_NAME_BYTES)
         fps_milli = max(0, min(0xFFFFFFFF, round(event.fps * 1000)))
-        body = _STREAM_INFO.pack(event.width, event.height, event.codec, fps_milli)
+        body = _STREAM_INFO.pack(event.width, event.height, Codec(event.codec), fps_milli)
         return MessageType.STREAM_INFO, body + name
     if isinstance(event, Credit):
         return MessageType.CREDIT, _CREDIT.pack(event.credits, event.ack_seq)
@@ -515,5 +498,5 @@ def _serialize(event: Event) -> tuple[MessageType, bytes]:  # noqa: PLR0911 - on
     if isinstance(event, Goodbye):
         # Trim on a character boundary so the peer can always decode it.
         reason = event.reason.encode()[:MAX_REASON_BYTES].decode("utf-8", "ignore").encode()
-        return MessageType.GOODBYE, _GOODBYE.pack(event.code) + reason
+        return MessageType.GOODBYE, _GOODBYE.pack(GoodbyeCode(event.code)) + reason
     raise LocalProtocolError(f"not a camstream event: {event!r}")
