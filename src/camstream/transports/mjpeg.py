@@ -1,0 +1,188 @@
+"""MJPEG over HTTP: one ``multipart/x-mixed-replace`` response per viewer.
+
+Each part carries ``Content-Type``, ``Content-Length`` (FFmpeg's mpjpeg reader
+needs it), ``X-Timestamp`` (capture time, wall-clock seconds, as µStreamer sends
+it) and ``X-Frame-Seq``. The JPEG bytes are the hub's shared frame: nothing is
+re-encoded per viewer.
+
+Two details make the newest frame visible at once:
+
+* Chromium shows a part only when the *next* part's delimiter arrives
+  (crbug 527446). So every body is followed immediately by
+  ``\\r\\n--BOUNDARY\\r\\n``, which ends the part, instead of sending the
+  delimiter at the start of the next part a frame interval later.
+* Latest-frame-wins needs to know when the previous frame has really left.
+  ``drain()`` only bounds Python's buffer; the kernel's send buffer could hold
+  seconds of video behind a slow link. So the socket gets a small ``SO_SNDBUF``
+  and ``TCP_NOTSENT_LOWAT`` (the kernel takes new bytes only while little is
+  unsent), and the transport pauses as soon as anything is left in Python's
+  buffer. The next frame is taken from the hub slot only after the previous
+  part has been handed to the kernel, so a slow reader skips frames instead of
+  queueing them, and it never delays anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from typing import Final
+
+from aiohttp import web
+
+from ..frame import Frame
+from ..hub import Hub, Viewer
+
+__all__ = [
+    "BOUNDARY",
+    "CONTENT_TYPE",
+    "NO_CACHE_HEADERS",
+    "bound_bytes_in_flight",
+    "frame_headers",
+    "part_head",
+    "serve_stream",
+]
+
+BOUNDARY: Final = "camstreamframe"
+CONTENT_TYPE: Final = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+DELIMITER: Final = f"\r\n--{BOUNDARY}\r\n".encode()
+# The body starts with the delimiter's dash line (the CRLF before it belongs to
+# a previous part, and there is none).
+PREAMBLE: Final = DELIMITER[2:]
+
+NO_CACHE_HEADERS: Final = {
+    "Cache-Control": "no-store, no-cache, must-revalidate, proxy-revalidate, max-age=0",
+    "Pragma": "no-cache",
+    "Expires": "0",
+    # nginx buffers responses by default, which hides seconds of lag behind a
+    # proxy (tinypilot#574); this asks it not to.
+    "X-Accel-Buffering": "no",
+}
+
+# Linux's TCP_NOTSENT_LOWAT; the constant is missing from some Python builds.
+_TCP_NOTSENT_LOWAT: Final = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
+# Enough unsent bytes to keep a few segments ready for the wire, far less than a
+# frame: the kernel then accepts the next bytes only as the network drains.
+NOTSENT_LOWAT_BYTES: Final = 16 * 1024
+# How often a stream that waits for frames checks whether its client has gone;
+# with handler cancellation off, aiohttp does not wake the handler for that.
+_GONE_CHECK_S: Final = 1.0
+
+
+def frame_headers(frame: Frame) -> dict[str, str]:
+    """The per-frame headers shared by stream parts and snapshots."""
+    headers = {
+        "Content-Type": frame.codec.mime_type,
+        "Content-Length": str(len(frame.data)),
+        "X-Timestamp": f"{frame.captured_at_ns / 1e9:.6f}",
+        "X-Frame-Seq": str(frame.seq),
+    }
+    if frame.placeholder:
+        headers["X-Frame-Placeholder"] = "1"
+    return headers
+
+
+def part_head(frame: Frame) -> bytes:
+    """A part's header block; the delimiter before it was sent after the previous body."""
+    lines = "".join(f"{name}: {value}\r\n" for name, value in frame_headers(frame).items())
+    return (lines + "\r\n").encode("ascii")
+
+
+def bound_bytes_in_flight(transport: asyncio.Transport, send_buffer_bytes: int) -> None:
+    """Make ``drain()`` mean "the previous frame has (nearly) left this machine".
+
+    Failing socket options only weaken the bound (e.g. on non-Linux systems), so
+    they are not errors.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
+        with contextlib.suppress(OSError):
+            lowat = min(NOTSENT_LOWAT_BYTES, send_buffer_bytes)
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, lowat)
+    # Pause (and so make drain() wait) whenever any byte is still in Python's
+    # buffer; resume only when all of it is in the kernel.
+    transport.set_write_buffer_limits(high=0, low=0)
+
+
+def _peer(request: web.Request) -> str:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return request.remote or "?"
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def _next_frame(viewer: Viewer, request: web.Request) -> Frame | None:
+    """The viewer's next frame, or ``None`` when the stream ended or the client left."""
+    while True:
+        try:
+            return await asyncio.wait_for(viewer.next_frame(), _GONE_CHECK_S)
+        except asyncio.TimeoutError:
+            if _gone(request):
+                return None
+
+
+async def serve_stream(
+    request: web.Request,
+    hub: Hub,
+    *,
+    send_buffer_bytes: int,
+    max_viewers: int,
+    active: set[asyncio.Transport] | None = None,
+) -> web.StreamResponse:
+    """Stream frames to one HTTP client until it leaves or the stream ends.
+
+    Its transport is in ``active`` while it streams, so shutdown can find it.
+    """
+    response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE, **NO_CACHE_HEADERS})
+    if request.method == "HEAD":
+        return response
+    if hub.count() >= max_viewers:
+        raise web.HTTPServiceUnavailable(
+            text=f"server full: {max_viewers} viewers already connected; try again later\n",
+            headers={"Retry-After": "5"},
+        )
+    transport = request.transport
+    if transport is None:  # the client left before the handler ran
+        return response
+    bound_bytes_in_flight(transport, send_buffer_bytes)
+    viewer = hub.attach("http", _peer(request))
+    if active is not None:
+        active.add(transport)
+    try:
+        await response.prepare(request)
+        # aiohttp holds the response headers until the first body write; send
+        # them with the preamble now, so players see a stream before the first
+        # frame (capture may take a moment to wake).
+        await response.write(PREAMBLE)
+        while True:
+            frame = await _next_frame(viewer, request)
+            if frame is None:
+                break
+            head = part_head(frame)
+            # Three writes, no join: the JPEG is the shared frame and is not
+            # copied per viewer. The delimiter right after the body ends the
+            # part now (crbug 527446), not when the next frame comes.
+            await response.write(head)
+            await response.write(frame.data)
+            await response.write(DELIMITER)
+            await request.writer.drain()
+            viewer.record_sent(frame, len(head) + len(frame.data) + len(DELIMITER))
+        if not _gone(request):
+            await response.write_eof()
+    except ConnectionError:
+        # The client went away mid-part (ClientConnectionResetError is a
+        # ConnectionResetError): only this connection is affected.
+        pass
+    finally:
+        # Also on CancelledError (shutdown), which propagates.
+        hub.detach(viewer)
+        if active is not None:
+            active.discard(transport)
+    return response
