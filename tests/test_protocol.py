@@ -652,3 +652,27 @@ def test_looks_like_camstream() -> None:
     assert looks_like_camstream(b"")
     for http in (b"GET / HTTP/1.1", b"POST", b"CONNECT x:1 HTTP/1.1", b"OPTIONS", b"\x16\x03"):
         assert not looks_like_camstream(http)
+
+
+def test_events_before_a_goodbye_in_the_same_chunk_can_still_be_answered() -> None:
+    client, server = streaming_pair()
+    batch = server.send(make_frame(1)) + server.send(Ping(5))
+    batch += server.send(Goodbye(GoodbyeCode.END_OF_STREAM, "done"))
+    events = client.receive_data(batch)
+    assert [type(e) for e in events] == [Frame, Ping, Goodbye]
+    assert client.state is State.CLOSED
+    replies = client.send(Credit(1, ack_seq=1)) + client.send(Pong(5))
+    # The server, having said goodbye, accepts what was in flight.
+    assert server.receive_data(replies) == [Credit(1, 1), Pong(5)]
+    assert server.receive_data(client.send(Goodbye(GoodbyeCode.NORMAL))) == [
+        Goodbye(GoodbyeCode.NORMAL)
+    ]
+
+
+def test_state_can_be_forced_for_tests() -> None:
+    server = Connection(Role.SERVER)
+    server.state = State.STREAMING
+    assert server.receive_data(streaming_pair()[0].send(Credit(2))) == [Credit(2)]
+    server.state = State.ERROR
+    with pytest.raises(RemoteProtocolError):
+        server.receive_data(b"")

@@ -248,6 +248,14 @@ class Connection:
             return State.CLOSED
         return self._phase
 
+    @state.setter
+    def state(self, value: State) -> None:
+        """Force a state; for tests and tools only (messages drive it otherwise)."""
+        self._failed = value is State.ERROR
+        self._goodbye_sent = self._goodbye_received = value is State.CLOSED
+        if value not in (State.CLOSED, State.ERROR):
+            self._phase = value
+
     @property
     def buffered_bytes(self) -> int:
         """Bytes received but not yet part of a complete message (at most one message)."""
@@ -374,7 +382,9 @@ class Connection:
         """Return the bytes of ``event``; raises :class:`LocalProtocolError` if it is out of turn.
 
         GOODBYE may always be sent (even after an error); a second one is a
-        no-op that returns ``b""``, so closing twice is harmless.
+        no-op that returns ``b""``, so closing twice is harmless. Nothing else
+        may be sent after an error or our GOODBYE; after the peer's GOODBYE,
+        replies to events received before it (CREDIT, PONG) are still allowed.
         """
         if isinstance(event, Frame):
             header, payload = self.send_frame(event)
@@ -405,7 +415,10 @@ class Connection:
         return header + prefix, frame.data
 
     def _check_send(self, msg_type: MessageType) -> None:
-        if msg_type is not MessageType.GOODBYE and self.state in (State.CLOSED, State.ERROR):
+        # After *receiving* GOODBYE, answers to the events of the same batch (a
+        # CREDIT for a frame that came before it) are still allowed: the peer
+        # accepts what was in flight after its goodbye, and ignores it.
+        if msg_type is not MessageType.GOODBYE and (self._failed or self._goodbye_sent):
             raise LocalProtocolError(
                 f"cannot send {msg_type.name}: connection is {self.state.value}"
             )
