@@ -211,21 +211,21 @@ def _dispatch(args: argparse.Namespace) -> int:
     from . import commands
 
     if args.command in ("serve", "demo"):
-        config = server_config_from_args(args)
+        server_config = server_config_from_args(args)
         if args.command == "demo":
-            return commands.demo(args.source, config)
-        return commands.serve(args.source, config)
+            return commands.demo(args.source, server_config)
+        return commands.serve(args.source, server_config)
     if args.command == "view":
-        config = client_config_from_args(args, reconnect=not args.no_reconnect)
         return commands.view(
             args.address,
-            config,
+            client_config_from_args(args, reconnect=not args.no_reconnect),
             headless=args.headless,
             seconds=args.seconds,
             overlay=not args.no_overlay,
         )
-    config = client_config_from_args(args, reconnect=False)
-    return commands.snapshot(args.address, config, args.output)
+    return commands.snapshot(
+        args.address, client_config_from_args(args, reconnect=False), args.output
+    )
 
 
 def _error(message: str) -> None:
