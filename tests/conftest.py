@@ -238,6 +238,7 @@ class MjpegReader:
         path: str = "/stream.mjpg",
         *,
         receive_buffer_bytes: int | None = None,
+        request_headers: dict[str, str] | None = None,
         timeout_s: float = 5.0,
     ) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -246,7 +247,8 @@ class MjpegReader:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes)
         self.sock.settimeout(timeout_s)
         self.sock.connect(("127.0.0.1", port))
-        self.sock.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (request_headers or {}).items())
+        self.sock.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode())
         self.buffer = b""
         head = self._read_until(b"\r\n\r\n").decode("latin1").split("\r\n")
         self.status = int(head[0].split()[1])

@@ -76,7 +76,6 @@ def test_stream_response_and_part_headers(web_harness: Any, open_mjpeg: Any) -> 
 def test_each_part_is_terminated_at_once_not_by_the_next_frame(
     web_harness: Any, open_mjpeg: Any
 ) -> None:
-    """crbug 527446: Chromium shows a part only once the next delimiter arrives."""
     harness = web_harness()
     reader = open_mjpeg(harness.port)
     harness.wait_viewers(1)
@@ -86,6 +85,49 @@ def test_each_part_is_terminated_at_once_not_by_the_next_frame(
     assert reader.peek(len(DELIMITER), timeout_s=2) == DELIMITER
     second = harness.publish()
     assert reader.read_part()[1] == second.data
+
+
+@pytest.mark.parametrize(
+    ("request_headers", "path"),
+    [
+        ({"Sec-Fetch-Dest": "image"}, "/stream.mjpg"),  # <img src>
+        ({"Sec-Fetch-Dest": "document"}, "/stream.mjpg"),  # the URL opened in a tab
+        ({"Accept": "image/webp,image/*,*/*;q=0.8"}, "/stream.mjpg"),  # <img>, older browser
+        ({}, "/stream.mjpg?advance_headers=1"),
+    ],
+    ids=["img", "tab", "old-img", "forced"],
+)
+def test_browsers_rendering_the_stream_get_the_next_headers_in_advance(
+    web_harness: Any, open_mjpeg: Any, request_headers: dict[str, str], path: str
+) -> None:
+    """crbug 527446: Chromium shows a part once the next part's header block is complete."""
+    harness = web_harness()
+    reader = open_mjpeg(harness.port, path, request_headers=request_headers)
+    advance = b"Content-Type: image/jpeg\r\n\r\n"
+    preamble = DELIMITER[2:] + advance
+    assert reader.peek(len(preamble), timeout_s=2) == preamble
+    harness.wait_viewers(1)
+    reader.read_body_bytes(len(preamble))
+    for _ in range(2):
+        frame = harness.publish()
+        body = reader.read_body_bytes(len(frame.data))
+        assert body == frame.data
+        # No next frame yet, but its whole header block is here already.
+        assert reader.peek(len(DELIMITER + advance), timeout_s=2) == DELIMITER + advance
+        reader.read_body_bytes(len(DELIMITER + advance))
+
+
+def test_players_and_fetch_get_complete_parts(web_harness: Any, open_mjpeg: Any) -> None:
+    harness = web_harness()
+    fetch = open_mjpeg(harness.port, request_headers={"Sec-Fetch-Dest": "empty"})
+    forced = open_mjpeg(
+        harness.port, "/stream.mjpg?advance_headers=0", request_headers={"Sec-Fetch-Dest": "image"}
+    )
+    harness.wait_viewers(2)
+    frame = harness.publish()
+    for reader in (fetch, forced):
+        headers, body = reader.read_part()
+        assert body == frame.data and int(headers["content-length"]) == len(frame.data)
 
 
 def test_a_reader_that_falls_behind_gets_the_newest_frame(
@@ -100,10 +142,10 @@ def test_a_reader_that_falls_behind_gets_the_newest_frame(
     assert len(first.data) > 500_000
     later = [harness.publish(jpeg_frame(seq)) for seq in range(2, 7)]
     assert reader.read_part()[1] == first.data
-    headers, body = reader.read_part()
+    _headers, body = reader.read_part()
     assert body == later[-1].data  # frames 2-5 were skipped, not queued
     assert reader.peek(len(DELIMITER) + 1, timeout_s=0.3) == DELIMITER
-    stats = [v for v in harness.hub.viewers if v.kind == "http"][0]
+    stats = next(v for v in harness.hub.viewers if v.kind == "http")
     assert (stats.frames_sent, stats.frames_dropped) == (2, 4)
 
 

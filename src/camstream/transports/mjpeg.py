@@ -1,24 +1,32 @@
 """MJPEG over HTTP: one ``multipart/x-mixed-replace`` response per viewer.
 
-Each part carries ``Content-Type``, ``Content-Length`` (FFmpeg's mpjpeg reader
-needs it), ``X-Timestamp`` (capture time, wall-clock seconds, as µStreamer sends
-it) and ``X-Frame-Seq``. The JPEG bytes are the hub's shared frame: nothing is
-re-encoded per viewer.
+The JPEG bytes are the hub's shared frame: nothing is re-encoded per viewer.
+Every body is followed at once by the next delimiter ``\r\n--BOUNDARY\r\n``,
+so a part ends as soon as it is sent, not a frame interval later.
 
-Two details make the newest frame visible at once:
+Two part layouts, because players and browsers need different things:
 
-* Chromium shows a part only when the *next* part's delimiter arrives
-  (crbug 527446). So every body is followed immediately by
-  ``\\r\\n--BOUNDARY\\r\\n``, which ends the part, instead of sending the
-  delimiter at the start of the next part a frame interval later.
-* Latest-frame-wins needs to know when the previous frame has really left.
-  ``drain()`` only bounds Python's buffer; the kernel's send buffer could hold
-  seconds of video behind a slow link. So the socket gets a small ``SO_SNDBUF``
-  and ``TCP_NOTSENT_LOWAT`` (the kernel takes new bytes only while little is
-  unsent), and the transport pauses as soon as anything is left in Python's
-  buffer. The next frame is taken from the hub slot only after the previous
-  part has been handed to the kernel, so a slow reader skips frames instead of
-  queueing them, and it never delays anyone else.
+* **Complete parts** (the default: ffmpeg, VLC, cv2, the viewer page's own
+  fetch()): each part starts with ``Content-Type``, ``Content-Length`` (FFmpeg's
+  mpjpeg reader needs it), ``X-Timestamp`` (capture time, wall-clock seconds,
+  as µStreamer sends it) and ``X-Frame-Seq``.
+* **Advance headers** (a browser rendering the stream itself: ``<img src>`` or
+  the URL opened in a tab). Chromium shows a part only once the *next* part's
+  header block is complete (crbug 527446): the delimiter alone is not enough,
+  the tests show it. So, as µStreamer does, the next part's headers
+  (``Content-Type`` and the blank line) follow each body at once. Nobody knows
+  the next frame's length or capture time yet, so these parts carry neither;
+  an ``<img>`` exposes no part headers anyway. Chosen by ``Sec-Fetch-Dest``
+  (``image``/``document``), or ``?advance_headers=1|0`` to force it.
+
+Latest-frame-wins needs to know when the previous frame has really left.
+``drain()`` only bounds Python's buffer; the kernel's send buffer could hold
+seconds of video behind a slow link. So the socket gets a small ``SO_SNDBUF``
+and ``TCP_NOTSENT_LOWAT`` (the kernel takes new bytes only while little is
+unsent), and the transport pauses as soon as anything is left in Python's
+buffer. The next frame is taken from the hub slot only after the previous part
+has been handed to the kernel, so a slow reader skips frames instead of
+queueing them, and it never delays anyone else.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from typing import Final
 
 from aiohttp import web
 
-from ..frame import Frame
+from ..frame import Codec, Frame
 from ..hub import Hub, Viewer
 
 __all__ = [
@@ -41,6 +49,7 @@ __all__ = [
     "frame_headers",
     "part_head",
     "serve_stream",
+    "wants_advance_headers",
 ]
 
 BOUNDARY: Final = "camstreamframe"
@@ -64,6 +73,8 @@ _TCP_NOTSENT_LOWAT: Final = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
 # Enough unsent bytes to keep a few segments ready for the wire, far less than a
 # frame: the kernel then accepts the next bytes only as the network drains.
 NOTSENT_LOWAT_BYTES: Final = 16 * 1024
+# Sec-Fetch-Dest values of a browser that renders the stream itself.
+_RENDERING_DESTS: Final = frozenset({"image", "document", "iframe", "embed", "object"})
 # How often a stream that waits for frames checks whether its client has gone;
 # with handler cancellation off, aiohttp does not wake the handler for that.
 _GONE_CHECK_S: Final = 1.0
@@ -86,6 +97,18 @@ def part_head(frame: Frame) -> bytes:
     """A part's header block; the delimiter before it was sent after the previous body."""
     lines = "".join(f"{name}: {value}\r\n" for name, value in frame_headers(frame).items())
     return (lines + "\r\n").encode("ascii")
+
+
+def wants_advance_headers(request: web.Request) -> bool:
+    """True for a browser that renders the stream itself (see the module docstring)."""
+    override = request.query.get("advance_headers")
+    if override is not None:
+        return override.lower() not in ("0", "false", "no", "off")
+    dest = request.headers.get("Sec-Fetch-Dest")
+    if dest is not None:
+        return dest in _RENDERING_DESTS
+    # Browsers from before Sec-Fetch-*: an <img> asks for images first.
+    return request.headers.get("Accept", "").startswith("image/")
 
 
 def bound_bytes_in_flight(transport: asyncio.Transport, send_buffer_bytes: int) -> None:
@@ -132,6 +155,7 @@ async def serve_stream(
     request: web.Request,
     hub: Hub,
     *,
+    codec: Codec,
     send_buffer_bytes: int,
     max_viewers: int,
     active: set[asyncio.Transport] | None = None,
@@ -140,7 +164,9 @@ async def serve_stream(
 
     Its transport is in ``active`` while it streams, so shutdown can find it.
     """
-    response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE, **NO_CACHE_HEADERS})
+    response = web.StreamResponse(
+        headers={"Content-Type": CONTENT_TYPE, "Vary": "Sec-Fetch-Dest, Accept", **NO_CACHE_HEADERS}
+    )
     if request.method == "HEAD":
         return response
     if hub.count() >= max_viewers:
@@ -160,20 +186,24 @@ async def serve_stream(
         # aiohttp holds the response headers until the first body write; send
         # them with the preamble now, so players see a stream before the first
         # frame (capture may take a moment to wake).
-        await response.write(PREAMBLE)
+        advance = b""  # the next part's header block, sent right after each body
+        if wants_advance_headers(request):
+            advance = f"Content-Type: {codec.mime_type}\r\n\r\n".encode()
+        await response.write(PREAMBLE + advance)
         while True:
             frame = await _next_frame(viewer, request)
             if frame is None:
                 break
-            head = part_head(frame)
-            # Three writes, no join: the JPEG is the shared frame and is not
-            # copied per viewer. The delimiter right after the body ends the
-            # part now (crbug 527446), not when the next frame comes.
-            await response.write(head)
+            head = b"" if advance else part_head(frame)
+            # Separate writes, no join: the JPEG is the shared frame and is not
+            # copied per viewer.
+            if head:
+                await response.write(head)
             await response.write(frame.data)
-            await response.write(DELIMITER)
+            await response.write(DELIMITER + advance)
             await request.writer.drain()
-            viewer.record_sent(frame, len(head) + len(frame.data) + len(DELIMITER))
+            sent = len(head) + len(frame.data) + len(DELIMITER) + len(advance)
+            viewer.record_sent(frame, sent)
         if not _gone(request):
             await response.write_eof()
     except ConnectionError:

@@ -144,6 +144,7 @@ def build_app(ctx: WebContext) -> web.Application:
         return await serve_stream(
             request,
             hub,
+            codec=config.codec,
             send_buffer_bytes=config.http_send_buffer_bytes,
             max_viewers=config.max_viewers,
             active=streaming,
