@@ -42,8 +42,6 @@ from ..protocol import (
 
 __all__ = ["NativeSession", "SessionContext"]
 
-_SERVER_MAX_PAYLOAD = 1024  # clients never send frames; keep their buffer tiny
-
 
 @dataclass(frozen=True)
 class SessionContext:
@@ -69,7 +67,8 @@ class NativeSession(asyncio.Protocol):
     def __init__(self, ctx: SessionContext) -> None:
         self._ctx = ctx
         self._config = ctx.config
-        self._conn = Connection(Role.SERVER, max_payload_bytes=_SERVER_MAX_PAYLOAD)
+        # The bound caps frames, which only we send: a client's FRAME is refused at its header.
+        self._conn = Connection(Role.SERVER, max_payload_bytes=ctx.config.max_payload_bytes)
         self._transport: asyncio.Transport | None = None
         self._viewer: Viewer | None = None
         self._nonce: bytes | None = None
