@@ -97,7 +97,7 @@ def test_page_shows_the_live_stream_and_reconnects(running_server: Any, page: Pa
     assert np.abs(first.astype(int) - second.astype(int)).mean() > 0.5, "the image did not change"
     # Stats: fps, frame age and resolution from the stream, viewers from /status.
     page.wait_for_function("() => document.getElementById('viewers').textContent === '1'")
-    assert page.text_content("#res") == f"{WIDTH}×{HEIGHT}"
+    assert page.text_content("#res") == f"{WIDTH}\N{MULTIPLICATION SIGN}{HEIGHT}"
     assert float(page.text_content("#fps") or 0) > 3
     assert (page.text_content("#age") or "").endswith("ms")
     assert page.is_visible("#fullscreen")
@@ -147,9 +147,9 @@ def test_ffmpeg_reads_frames_with_a_strict_boundary(running_server: Any) -> None
     server = running_server("test", fps=20, width=WIDTH, height=HEIGHT)
     url = server.http_url + "stream.mjpg"
     strict = ["-f", "mpjpeg", "-strict_mime_boundary", "1"]
+    show_stream = ["-show_entries", "stream=codec_name,width,height"]
     probe = subprocess.run(
-        ["ffprobe", "-v", "error", *strict, "-show_entries", "stream=codec_name,width,height"]
-        + ["-of", "json", url],
+        ["ffprobe", "-v", "error", *strict, *show_stream, "-of", "json", url],
         capture_output=True,
         text=True,
         timeout=20,
@@ -161,9 +161,10 @@ def test_ffmpeg_reads_frames_with_a_strict_boundary(running_server: Any) -> None
     assert stream == {"codec_name": "mjpeg", "width": WIDTH, "height": HEIGHT}
 
     frames = 12
+    output = ["-frames:v", str(frames), "-f", "framecrc", "-"]  # one CRC line per frame
+    quiet = ["-hide_banner", "-nostdin", "-v", "error", "-xerror"]
     decode = subprocess.run(
-        ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-xerror", *strict, "-i", url]
-        + ["-frames:v", str(frames), "-f", "framecrc", "-"],
+        ["ffmpeg", *quiet, *strict, "-i", url, *output],
         capture_output=True,
         text=True,
         timeout=20,
