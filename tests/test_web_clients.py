@@ -87,6 +87,9 @@ def element_pixels(page: Page, selector: str) -> Any:
 @pytest.mark.browser
 def test_page_shows_the_live_stream_and_reconnects(running_server: Any, page: Page) -> None:
     server = running_server("test", fps=15, width=WIDTH, height=HEIGHT)
+    problems: list[str] = []  # script errors, CSP violations, failed loads
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.goto(server.http_url)
     wait_state(page, "live")
     size = page.eval_on_selector("#video", "img => [img.naturalWidth, img.naturalHeight]")
@@ -102,6 +105,7 @@ def test_page_shows_the_live_stream_and_reconnects(running_server: Any, page: Pa
     assert (page.text_content("#age") or "").endswith("ms")
     assert page.is_visible("#fullscreen")
     assert not page.is_visible("#overlay")
+    assert problems == []
 
     port = server.port
     server.__exit__(None, None, None)  # the fixture's own exit is then a no-op

@@ -238,7 +238,9 @@
         parser.push(value);
       }
     } catch (err) {
-      error = err && err.name === "AbortError" ? "" : String(err.message || err);
+      if (err && err.name === "AbortError") error = "";
+      else if (err instanceof TypeError) error = "the server is unreachable"; // fetch's network error
+      else error = String((err && err.message) || err);
     }
     if (controller === mine && !mine.signal.aborted) scheduleReconnect(error);
   }
@@ -251,6 +253,7 @@
     const detail = `${reason ? reason + " — " : ""}retry ${attempt} in ${(delay / 1000).toFixed(1)} s`;
     setState("reconnecting", "reconnecting…", detail);
     ui.fps.textContent = "0";
+    ui.age.textContent = "–";
     retryTimer = setTimeout(connect, delay);
   }
 
