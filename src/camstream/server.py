@@ -34,7 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import __version__
+from ._version import __version__
 from .capture import CapturePipeline
 from .codec import make_encoder
 from .config import ServerConfig
