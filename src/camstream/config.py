@@ -55,7 +55,7 @@ class ServerConfig:
     heartbeat_interval_s: float = 1.0
     heartbeat_timeout_s: float = 5.0
     max_payload_bytes: int = 32 * 1024 * 1024
-    http_send_buffer_bytes: int = 128 * 1024  # Linux doubles it; bounds bytes in flight per HTTP viewer
+    http_send_buffer_bytes: int = 128 * 1024  # bounds bytes in flight
     server_name: str = "camstream"
 
     def __post_init__(self) -> None:
