@@ -23,6 +23,7 @@ from camstream.errors import (
     ConfigError,
     ConnectError,
     ConnectionClosed,
+    LocalProtocolError,
     RemoteProtocolError,
     ServerFullError,
 )
@@ -395,6 +396,7 @@ def test_classification_decides_what_is_retried() -> None:
     assert classify(ConnectionRefusedError(), reconnect=True) is Outcome.RETRY
     assert classify(RemoteProtocolError("bad magic"), reconnect=True) is Outcome.RETRY
     assert classify(ValueError("a bug"), reconnect=True) is Outcome.FATAL
+    assert classify(LocalProtocolError("our bug"), reconnect=True) is Outcome.FATAL
 
 
 def test_backoff_doubles_to_the_maximum_with_small_jitter() -> None:

@@ -128,6 +128,8 @@ class Client:
 
     def wait_connected(self, timeout_s: float | None = None) -> StreamInfo:
         """Block until streaming; raise the stored error, or TimeoutError."""
+        if self._thread is None and not self._stop.is_set():
+            raise CamstreamError("client is not open: call open() or use 'with'")
         with self._cond:
             self._cond.wait_for(
                 lambda: self._tracker.state == "streaming" or self._tracker.finished, timeout_s

@@ -31,6 +31,7 @@ from .errors import (
     ConfigError,
     ConnectError,
     ConnectionClosed,
+    LocalProtocolError,
     RemoteProtocolError,
     ServerFullError,
 )
@@ -146,11 +147,11 @@ def classify(exc: BaseException, *, reconnect: bool) -> Outcome:
         return Outcome.END
     if isinstance(exc.__cause__, ssl.SSLCertVerificationError):
         return Outcome.FATAL  # a wrong certificate will not fix itself between retries
-    if isinstance(exc, (OSError, ConnectError, ConnectionClosed)) or (
-        isinstance(exc, CamstreamError) and not isinstance(exc, ConfigError)
+    if isinstance(exc, OSError) or (
+        isinstance(exc, CamstreamError) and not isinstance(exc, (ConfigError, LocalProtocolError))
     ):
         return Outcome.RETRY if reconnect else Outcome.FATAL
-    return Outcome.FATAL  # a bug: do not hide it behind endless retries
+    return Outcome.FATAL  # a bug (ours or in the config): do not hide it behind retries
 
 
 def connect_error(url: str, exc: BaseException) -> ConnectError:
