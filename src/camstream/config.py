@@ -17,7 +17,7 @@ __all__ = ["DEFAULT_PORT", "ClientConfig", "ServerConfig", "StreamAddress", "par
 
 DEFAULT_PORT = 8080
 DEFAULT_HOST = "127.0.0.1"
-TOKEN_ENV = "CAMSTREAM_TOKEN"
+TOKEN_ENV = "CAMSTREAM_TOKEN"  # noqa: S105 - the variable's name, not a secret
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
@@ -69,7 +69,7 @@ class ServerConfig:
             if value is not None:
                 _check_range(name, value, 1, 16384)
         if self.fps is not None and self.fps < 0:
-            raise ConfigError(f"fps must be positive (or 0 for as fast as possible), got {self.fps!r}")
+            raise ConfigError(f"fps must be positive (0: as fast as possible), got {self.fps!r}")
         if self.capture_linger_s < 0:
             raise ConfigError("capture_linger_s must not be negative")
         _check_range("encode_workers", self.encode_workers, 1, 16)
@@ -133,7 +133,8 @@ def parse_address(text: str) -> StreamAddress:
         raise ConfigError(f"bad address {text!r}: {exc}") from None
     if parts.scheme not in ("camstream", "camstreams", "tcp"):
         raise ConfigError(
-            f"unsupported scheme {parts.scheme!r} in {text!r}; use camstream:// or camstreams:// (TLS)"
+            f"unsupported scheme {parts.scheme!r} in {text!r}; "
+            "use camstream:// or camstreams:// (TLS)"
         )
     if not parts.hostname:
         raise ConfigError(f"no host in address {text!r}; give HOST[:PORT]")
