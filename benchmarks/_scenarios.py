@@ -117,9 +117,9 @@ def _tuning_jobs(d: Durations, main: str) -> list[Job]:
     jobs: list[Job] = []
     tuned = {"malloc_tuned": True}
     sj = {"decoder": "simplejpeg"}
+    both = {**tuned, **sj}
     variants: list[tuple[str, int, dict[str, Any], dict[str, Any]]] = [
         ("max-credit1", 0, {}, {"credit_window": 1}),
-        ("max-credit2", 0, {}, {"credit_window": 2}),
         ("max-credit4", 0, {}, {"credit_window": 4}),
         ("max-credit8", 0, {}, {"credit_window": 8}),
         ("max-workers2", 0, {"encode_workers": 2}, {}),
@@ -127,27 +127,25 @@ def _tuning_jobs(d: Durations, main: str) -> list[Job]:
         ("max-source-capped-400fps", 400, {}, {}),
         ("max-simplejpeg-decode", 0, {}, sj),
         ("max-malloc-tuned", 0, tuned, tuned),
-        ("max-malloc-tuned+simplejpeg", 0, tuned, {**tuned, **sj}),
+        ("max-malloc-tuned+simplejpeg+capped-400fps", 400, tuned, both),
         ("paced-credit1", 30, {}, {"credit_window": 1}),
         ("paced-nodelay-off", 30, {"nodelay": False}, {"nodelay": False}),
         ("paced-simplejpeg-decode", 30, {}, sj),
         ("paced-malloc-tuned", 30, tuned, tuned),
-        ("paced-malloc-tuned+simplejpeg", 30, tuned, {**tuned, **sj}),
     ]
     for label, fps, server_extra, viewer in variants:
         server = _server("camstream", main, fps, **server_extra)
         jobs.append(Job(f"tuning/{label}/camstream", _session(d, server, viewer=viewer)))
-    for label, viewer in (("malloc-tuned", tuned), ("malloc-tuned+simplejpeg", {**tuned, **sj})):
-        server = _server("camstream", main, 30, **tuned)
-        run = _session(d, server, viewer=viewer, viewers=16, processes=8)
-        jobs.append(Job(f"tuning/fanout16-{label}/camstream", run))
+    server = _server("camstream", main, 30, **tuned)
+    run = _session(d, server, viewer=both, viewers=16, processes=8)
+    jobs.append(Job("tuning/fanout16-malloc-tuned+simplejpeg/camstream", run))
     big = "1920x1080"
-    for label, extra, viewer in (
-        ("max-workers2", {"encode_workers": 2}, {}),
-        ("max-workers2+malloc-tuned+simplejpeg", {"encode_workers": 2, **tuned}, {**tuned, **sj}),
+    for label, extra in (
+        ("max-simplejpeg", {}),
+        ("max-simplejpeg+workers2", {"encode_workers": 2}),
     ):
         server = _server("camstream", big, 0, **extra)
-        jobs.append(Job(f"tuning/{label}-{big}/camstream", _session(d, server, viewer=viewer)))
+        jobs.append(Job(f"tuning/{label}-{big}/camstream", _session(d, server, viewer=sj)))
 
     def micro() -> dict[str, Any]:
         out: dict[str, Any] = {}

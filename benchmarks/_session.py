@@ -89,35 +89,48 @@ def _sleep_until(t_ns: int) -> None:
         time.sleep(delay)
 
 
+def _start_viewers(counts: list[int], viewer: dict[str, Any]) -> list[tuple[Any, Any]]:
+    children = []
+    for count in counts:
+        parent_end, child_end = _SPAWN.Pipe()
+        proc = _SPAWN.Process(target=viewer_process, args=({**viewer, "viewers": count}, child_end))
+        proc.start()
+        children.append((proc, parent_end))
+    return children
+
+
+def _wait_ready(children: list[tuple[Any, Any]]) -> None:
+    for _proc, pipe in children:
+        if not pipe.poll(60):
+            raise RuntimeError("a viewer process did not become ready")
+        pipe.recv()
+
+
+def _stop_children(children: list[tuple[Any, Any]]) -> None:
+    for proc, pipe in children:
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        pipe.close()
+
+
 def run_session(spec: SessionSpec) -> dict[str, Any]:
     """Run one session and return its metrics (see :func:`summarize`)."""
-    server = ServerProcess(spec.server)
-    children: list[tuple[Any, Any]] = []
+    counts = [spec.viewers // spec.processes] * spec.processes
+    for i in range(spec.viewers % spec.processes):
+        counts[i] += 1
+    # Viewer processes import while the server starts; they learn the port at "go".
+    children = _start_viewers(counts, {"impl": spec.server["impl"], **spec.viewer})
+    server: ServerProcess | None = None
     try:
-        per_process = [spec.viewers // spec.processes] * spec.processes
-        for i in range(spec.viewers % spec.processes):
-            per_process[i] += 1
-        for count in per_process:
-            parent_end, child_end = _SPAWN.Pipe()
-            viewer_spec = {
-                "impl": spec.server["impl"],
-                **spec.viewer,
-                "port": server.port,
-                "viewers": count,
-            }
-            proc = _SPAWN.Process(target=viewer_process, args=(viewer_spec, child_end))
-            proc.start()
-            children.append((proc, parent_end))
-        for _proc, pipe in children:
-            if not pipe.poll(60):
-                raise RuntimeError("a viewer process did not become ready")
-            pipe.recv()
+        server = ServerProcess(spec.server)
+        _wait_ready(children)
         go_ns = time.time_ns() + 50_000_000
         start_ns = go_ns + int(spec.warmup_s * 1e9)
         end_ns = start_ns + int(spec.measure_s * 1e9)
         stop_ns = end_ns + 100_000_000
         for _proc, pipe in children:
-            pipe.send(("go", go_ns, start_ns, end_ns, stop_ns))
+            pipe.send(("go", server.port, go_ns, start_ns, end_ns, stop_ns))
         _sleep_until(start_ns)
         before = server.status()
         _sleep_until(end_ns)
@@ -129,12 +142,9 @@ def run_session(spec: SessionSpec) -> dict[str, Any]:
             results.append(pipe.recv()[1])
             proc.join(10)
     finally:
-        for proc, pipe in children:
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-            pipe.close()
-        server.close()
+        _stop_children(children)
+        if server is not None:
+            server.close()
     return summarize(
         spec,
         results=results,
@@ -222,37 +232,27 @@ def _age_at(
 
 def run_ttff(server_opts: dict[str, Any], viewer_opts: dict[str, Any]) -> dict[str, Any]:
     """Time to first frame: fresh clients, one after another, against one server."""
-    server = ServerProcess(server_opts)
-    parent_end, child_end = _SPAWN.Pipe()
-    spec = {
-        "impl": server_opts["impl"],
-        **viewer_opts,
-        "port": server.port,
-        "viewers": 1,
-        "mode": "ttff",
-    }
-    proc = _SPAWN.Process(target=viewer_process, args=(spec, child_end))
+    viewer = {"impl": server_opts["impl"], **viewer_opts, "mode": "ttff"}
+    children = _start_viewers([1], viewer)
+    server: ServerProcess | None = None
     try:
-        proc.start()
-        if not parent_end.poll(60):
-            raise RuntimeError("the ttff viewer did not become ready")
-        parent_end.recv()
+        server = ServerProcess(server_opts)
+        _wait_ready(children)
         now = time.time_ns()
-        parent_end.send(("go", now, now, now, now))
-        budget = 30 + spec["trials"] * (spec.get("gap_s", 0.2) + 5)
-        if not parent_end.poll(budget):
+        _proc, pipe = children[0]
+        pipe.send(("go", server.port, now, now, now, now))
+        budget = 30 + viewer["trials"] * (viewer.get("gap_s", 0.2) + 5)
+        if not pipe.poll(budget):
             raise RuntimeError("the ttff viewer did not report")
-        viewer = parent_end.recv()[1]["viewers"][0]
-        proc.join(10)
+        result = pipe.recv()[1]["viewers"][0]
+        _proc.join(10)
     finally:
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-        parent_end.close()
-        server.close()
-    trials = viewer["ttff_trials_ms"]
+        _stop_children(children)
+        if server is not None:
+            server.close()
+    trials = result["ttff_trials_ms"]
     return {
         "ttff_ms": percentiles(trials),
         "trials_ms": trials,
-        "errors": [viewer["error"]] if viewer["error"] else [],
+        "errors": [result["error"]] if result["error"] else [],
     }

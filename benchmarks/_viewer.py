@@ -155,7 +155,8 @@ def viewer_process(spec: dict[str, Any], pipe: Connection) -> None:
         tune_malloc()
     make_decoder(spec.get("decoder", "cv2"))
     pipe.send(("ready",))
-    _tag, go_ns, window_start_ns, window_end_ns, stop_ns = pipe.recv()
+    _tag, port, go_ns, window_start_ns, window_end_ns, stop_ns = pipe.recv()
+    spec = {**spec, "port": port}  # the server starts while this process imports
     outs: list[dict[str, Any]] = [
         {"samples": [], "ttff_ms": None, "ttff_trials_ms": [], "error": None}
         for _ in range(spec["viewers"])
