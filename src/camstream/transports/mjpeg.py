@@ -117,6 +117,8 @@ def bound_bytes_in_flight(transport: asyncio.Transport, send_buffer_bytes: int) 
     Failing socket options only weaken the bound (e.g. on non-Linux systems), so
     they are not errors.
     """
+    # Over TLS this is still the raw TCP socket (asyncio's SSL transport passes
+    # the query down), so the options apply to the ciphertext the kernel holds.
     sock = transport.get_extra_info("socket")
     if sock is not None:
         with contextlib.suppress(OSError):
@@ -124,9 +126,24 @@ def bound_bytes_in_flight(transport: asyncio.Transport, send_buffer_bytes: int) 
         with contextlib.suppress(OSError):
             lowat = min(NOTSENT_LOWAT_BYTES, send_buffer_bytes)
             sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, lowat)
-    # Pause (and so make drain() wait) whenever any byte is still in Python's
-    # buffer; resume only when all of it is in the kernel.
-    transport.set_write_buffer_limits(high=0, low=0)
+    if transport.get_extra_info("ssl_object") is None:
+        # Pause (and so make drain() wait) whenever any byte is still in
+        # Python's buffer; resume only when all of it is in the kernel.
+        transport.set_write_buffer_limits(high=0, low=0)
+        return
+    # asyncio's SSL transport pauses at ``size >= high`` (a socket transport at
+    # ``size > high``): high=0 would pause it with nothing buffered, and no
+    # write would ever resume it, so drain() would hang for good. high=1 is
+    # "pause while anything is buffered" there.
+    transport.set_write_buffer_limits(high=1, low=0)
+    # The ciphertext goes on to the TCP transport below, which buffers up to
+    # 64 KiB before it pushes back; make it push back at once too, so over TLS
+    # drain() also means "handed to the kernel". That transport is not public:
+    # without it the bound is only looser, by that buffer.
+    inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+    if isinstance(inner, asyncio.WriteTransport):
+        with contextlib.suppress(Exception):
+            inner.set_write_buffer_limits(high=0, low=0)
 
 
 def _peer(request: web.Request) -> str:
