@@ -11,11 +11,20 @@ Routes::
 Every route serves the frames the hub already holds: HTTP viewers never cause
 an extra encode. The page loads only files from this server; its
 Content-Security-Policy says so, so a browser refuses anything else.
+
+With a token (``ServerConfig.token``) the three routes that reveal video or
+viewers (stream, snapshot, status) need it, as ``Authorization: Bearer TOKEN``
+or ``?token=TOKEN``; anything else gets 401 with ``WWW-Authenticate``. The page
+and its assets hold no video and stay open (the page asks for the token), and
+``/healthz`` stays open for probes but then says only how the source is doing.
+Prefer the header: a query string ends up in access logs and browser history.
+Nothing here logs request URLs (the server turns aiohttp's access log off).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import importlib.resources
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,7 +37,7 @@ from ..frame import Frame
 from ..hub import Hub
 from .mjpeg import NO_CACHE_HEADERS, frame_headers, serve_stream
 
-__all__ = ["WebContext", "build_app", "fresh_frame", "health"]
+__all__ = ["AUTH_FAILED_TEXT", "WebContext", "build_app", "fresh_frame", "health", "token_ok"]
 
 # A snapshot younger than this is served as is; an older one means capture is
 # idle (nobody watches) or slow, so a temporary viewer waits for a new frame.
@@ -56,6 +65,23 @@ _STATIC_FILES: Final = {
     "/app.css": ("app.css", "text/css"),
 }
 
+AUTH_FAILED_TEXT: Final = (
+    "authentication failed: this server requires a token "
+    "(Authorization: Bearer \N{HORIZONTAL ELLIPSIS} or ?token=\N{HORIZONTAL ELLIPSIS})"
+)
+_AUTH_HEADERS: Final = {
+    "WWW-Authenticate": 'Bearer realm="camstream"',
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+}
+# What an open /healthz says about a protected server: the state only, never
+# the source's name (a file path, a camera URL) or an error's details.
+_PUBLIC_REASONS: Final = {
+    "ended": "stream ended",
+    "signal_lost": "signal lost: the source delivers no images",
+    "stalled": "no new frame",
+}
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -77,6 +103,46 @@ def _static_handler(body: bytes, content_type: str) -> Handler:
         return web.Response(body=body, content_type=content_type, headers=_PAGE_HEADERS)
 
     return handler
+
+
+def _presented_token(request: web.Request) -> str | None:
+    """The token the client sent: the ``Authorization: Bearer`` header, else ``?token=``."""
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return credentials.strip()
+    # Another scheme (a proxy's Basic auth, say) is not ours: fall back to the query.
+    return request.query.get("token")
+
+
+def token_ok(request: web.Request, token: str) -> bool:
+    """Does ``request`` carry ``token``? Compared in constant time.
+
+    A wrong token takes as long as a right one of the same length, so response
+    times do not reveal how much of a guess was right.
+    """
+    presented = _presented_token(request)
+    if presented is None:
+        return False
+    # surrogatepass: any str encodes, even one from a garbled header.
+    return hmac.compare_digest(
+        presented.encode("utf-8", "surrogatepass"), token.encode("utf-8", "surrogatepass")
+    )
+
+
+def _require_token(token: str | None, handler: Handler) -> Handler:
+    """``handler``, behind ``token`` when one is configured."""
+    if token is None:
+        return handler
+    expected = token
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if not token_ok(request, expected):
+            # A plain-text body; the page tells "missing" from "wrong" itself
+            # (it knows whether it sent a token), so this says nothing more.
+            raise web.HTTPUnauthorized(text=AUTH_FAILED_TEXT + "\n", headers=_AUTH_HEADERS)
+        return await handler(request)
+
+    return guarded
 
 
 async def fresh_frame(
@@ -103,7 +169,11 @@ async def fresh_frame(
 
 
 def health(status: dict[str, Any], hub: Hub, config: ServerConfig) -> tuple[bool, dict[str, Any]]:
-    """Judge the source from a status snapshot: ``(healthy, JSON body)``."""
+    """Judge the source from a status snapshot: ``(healthy, JSON body)``.
+
+    With a token configured, anyone may ask, so the body keeps only ``ok``,
+    ``state``, a generic ``reason`` and ``latest_age_s``.
+    """
     latest = hub.latest
     age_s = latest.age_s() if latest is not None else None
     stall_s = STALL_AFTER_S
@@ -131,6 +201,14 @@ def health(status: dict[str, Any], hub: Hub, config: ServerConfig) -> tuple[bool
         "latest_age_s": None if age_s is None else round(age_s, 3),
         "viewer_count": hub.count(),
     }
+    if config.token is not None:
+        # /healthz is open even when the server needs a token.
+        body = {
+            "ok": body["ok"],
+            "state": state,
+            "reason": _PUBLIC_REASONS.get(state) if reason is not None else None,
+            "latest_age_s": body["latest_age_s"],
+        }
     return reason is None, body
 
 
@@ -178,9 +256,9 @@ def build_app(ctx: WebContext) -> web.Application:
 
     for path, (name, content_type) in _STATIC_FILES.items():
         app.router.add_get(path, _static_handler(_load_static(name), content_type))
-    app.router.add_get("/stream.mjpg", stream)
-    app.router.add_get("/snapshot.jpg", snapshot)
-    app.router.add_get("/status", status)
+    app.router.add_get("/stream.mjpg", _require_token(config.token, stream))
+    app.router.add_get("/snapshot.jpg", _require_token(config.token, snapshot))
+    app.router.add_get("/status", _require_token(config.token, status))
     app.router.add_get("/healthz", healthz)
     app.on_shutdown.append(end_streams)
     return app
