@@ -5,30 +5,80 @@
 // itself and hides each part's capture timestamp. Reading the parts ourselves
 // gives reconnection with backoff, a stall watchdog, the frame age and an
 // exact fps. Browsers without streaming fetch fall back to the plain <img>.
+//
+// A server started with a token answers 401 on the stream, the snapshot and
+// /status. The page then takes the token from the address's fragment
+// ("/#token=…": browsers never send a fragment to a server) or asks for it, and
+// keeps it in sessionStorage (this tab only, gone when the tab closes; no
+// cookie, so no other site can make the browser send it). It sends the token
+// only in an "Authorization: Bearer" header of its fetch() requests, never in
+// a URL, so it is in no access log, proxy log, Referer header or history entry.
 "use strict";
 
 (() => {
   const STREAM_PATH = "stream.mjpg";
   const STATUS_PATH = "status";
+  const SNAPSHOT_PATH = "snapshot.jpg";
   const STATUS_EVERY_MS = 2000;
+  // Reconnect delays: 0.25–0.5 s, then 0.5–1 s, then 0.75–1.5 s for good. The
+  // cap is short so that a restarted server has its viewers back within about
+  // two seconds; a failed attempt on a LAN costs one refused connection.
   const BACKOFF_FIRST_MS = 500;
-  const BACKOFF_MAX_MS = 8000;
+  const BACKOFF_MAX_MS = 1500;
+  const RETRY_AFTER_MAX_MS = 30000; // the most a 503's Retry-After may ask for
   const STALL_MIN_MS = 5000;
   const MAX_HEADER_BYTES = 16384;
 
-  // Authentication plugs in here (a later issue): every URL the page requests
-  // goes through withAuth() and every fetch() takes authHeaders(). A token
-  // read from "#token=…" into sessionStorage would be added in these two.
-  const auth = {
-    query: () => "",
-    headers: () => ({}),
-  };
+  // ---- the access token ----------------------------------------------------
+
+  const TOKEN_KEY = "camstream.token";
+  let token = null; // also kept here, for browsers with storage turned off
+
+  function loadToken() {
+    try {
+      token = sessionStorage.getItem(TOKEN_KEY);
+    } catch {
+      // storage disabled: the token lives as long as the page
+    }
+    // "#token=…" wins over a stored one; then it leaves the address bar (and
+    // so the history, bookmarks and anything copied from there).
+    const fields = location.hash.slice(1).split("&");
+    const at = fields.findIndex((field) => field.startsWith("token="));
+    if (at < 0) return;
+    let value = fields[at].slice("token=".length);
+    try {
+      value = decodeURIComponent(value);
+    } catch {
+      // not percent-encoded after all: take it as it is
+    }
+    fields.splice(at, 1);
+    const rest = fields.filter(Boolean).join("&");
+    history.replaceState(history.state, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+    if (value) saveToken(value);
+  }
+
+  function saveToken(value) {
+    token = value;
+    try {
+      if (value === null) sessionStorage.removeItem(TOKEN_KEY);
+      else sessionStorage.setItem(TOKEN_KEY, value);
+    } catch {
+      // storage disabled: keep it in memory only
+    }
+  }
+
+  // Every fetch() sends the token this way: headers are not logged, and they
+  // are not part of the URL that a Referer header or the history would hold.
+  const authHeaders = () => (token ? { Authorization: `Bearer ${token}` } : {});
+
+  // Only for the plain-<img> fallback (browsers without streaming fetch): an
+  // <img> cannot send headers, so there the token has to go in the query, and
+  // it may then appear in the logs of the server and of any proxy on the way.
+  // Referrer-Policy: no-referrer keeps it out of Referer headers at least.
   const withAuth = (path) => {
-    const query = auth.query();
-    if (!query) return path;
-    return path + (path.includes("?") ? "&" : "?") + query;
+    if (!token) return path;
+    return `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
   };
-  const authHeaders = () => auth.headers();
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -37,6 +87,9 @@
     overlayTitle: $("overlay-title"),
     overlayDetail: $("overlay-detail"),
     retry: $("retry"),
+    authForm: $("auth"),
+    authInput: $("token"),
+    authError: $("auth-error"),
     fps: $("fps"),
     age: $("age"),
     res: $("res"),
@@ -54,6 +107,34 @@
     ui.overlayTitle.textContent = title;
     ui.overlayDetail.textContent = detail;
     ui.retry.hidden = name !== "reconnecting";
+    ui.authForm.hidden = name !== "auth";
+  }
+
+  // The server wants a token and we have none, or the wrong one: ask for it.
+  // Nothing reconnects until the user answers.
+  let awaitingToken = false;
+
+  function askForToken(sentToken) {
+    awaitingToken = true;
+    controller = null;
+    clearTimeout(retryTimer);
+    attempt = 0;
+    if (sentToken) saveToken(null); // it was wrong: do not send it again
+    setState("auth", "token required", "this server needs an access token");
+    ui.authError.textContent = sentToken ? "wrong token" : "";
+    ui.fps.textContent = "–";
+    ui.authInput.value = "";
+    ui.authInput.focus();
+  }
+
+  function submitToken(event) {
+    event.preventDefault(); // the form goes nowhere (CSP: form-action 'none')
+    const value = ui.authInput.value.trim();
+    if (!value) return;
+    ui.authInput.value = "";
+    saveToken(value);
+    awaitingToken = false;
+    connect();
   }
 
   const shown = []; // display times (ms) of the frames in the last second
@@ -212,13 +293,24 @@
     lastFrameAt = performance.now();
     setState(attempt ? "reconnecting" : "connecting", attempt ? "reconnecting…" : "connecting…");
     let error = "the stream ended";
+    let retryAfterMs = 0;
+    const sentToken = token;
     try {
-      const response = await fetch(withAuth(STREAM_PATH), {
+      const response = await fetch(STREAM_PATH, {
         cache: "no-store",
         headers: authHeaders(),
         signal: mine.signal,
       });
-      if (!response.ok) throw new Error(`HTTP ${response.status} ${await response.text()}`);
+      if (response.status === 401) {
+        mine.abort(); // drops the body
+        if (controller === mine) askForToken(sentToken);
+        return;
+      }
+      if (!response.ok) {
+        const seconds = Number.parseFloat(response.headers.get("Retry-After") || "");
+        if (Number.isFinite(seconds)) retryAfterMs = Math.min(RETRY_AFTER_MAX_MS, seconds * 1000);
+        throw new Error(`HTTP ${response.status} ${(await response.text()).trim()}`);
+      }
       const match = /boundary="?([^";]+)"?/i.exec(response.headers.get("Content-Type") || "");
       if (!match) throw new Error("not a multipart stream");
       const parser = new MultipartParser(match[1], (part) => {
@@ -242,14 +334,20 @@
       else if (err instanceof TypeError) error = "the server is unreachable"; // fetch's network error
       else error = String((err && err.message) || err);
     }
-    if (controller === mine && !mine.signal.aborted) scheduleReconnect(error);
+    if (controller === mine && !mine.signal.aborted) scheduleReconnect(error, retryAfterMs);
   }
 
-  function scheduleReconnect(reason) {
-    controller = null;
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** attempt);
-    const delay = base * (0.75 + 0.5 * Math.random()); // jitter: viewers do not retry in step
+  // Half to all of min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS · 2^attempt): the
+  // jitter keeps viewers of a restarted server from all retrying in step.
+  function backoffMs() {
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** Math.min(attempt, 16));
     attempt += 1;
+    return base * (0.5 + 0.5 * Math.random());
+  }
+
+  function scheduleReconnect(reason, minDelayMs = 0) {
+    controller = null;
+    const delay = Math.max(backoffMs(), minDelayMs); // e.g. "server full, retry after 5 s"
     const detail = `${reason ? reason + " — " : ""}retry ${attempt} in ${(delay / 1000).toFixed(1)} s`;
     setState("reconnecting", "reconnecting…", detail);
     ui.fps.textContent = "0";
@@ -283,10 +381,10 @@
   // ---- server status: viewer count --------------------------------------
 
   async function pollStatus() {
-    if (document.hidden) return;
+    if (document.hidden || awaitingToken) return;
     try {
-      const response = await fetch(withAuth(STATUS_PATH), { cache: "no-store", headers: authHeaders() });
-      if (!response.ok) return;
+      const response = await fetch(STATUS_PATH, { cache: "no-store", headers: authHeaders() });
+      if (!response.ok) return; // a 401 is the stream's to report
       const status = await response.json();
       const count = status.viewer_count ?? (status.viewers || []).length;
       ui.viewers.textContent = String(count);
@@ -320,6 +418,25 @@
     ui.fullscreen.textContent = on ? "Exit fullscreen" : "Fullscreen";
   }
 
+  // ---- snapshot: with a token, fetched here so the URL carries none ----------
+
+  async function downloadSnapshot(event) {
+    if (!token) return; // the plain link works
+    event.preventDefault();
+    try {
+      const response = await fetch(SNAPSHOT_PATH, { cache: "no-store", headers: authHeaders() });
+      if (!response.ok) return;
+      const url = URL.createObjectURL(await response.blob());
+      const link = document.createElement("a");
+      link.href = url;
+      link.download = `camstream-${new Date().toISOString().replace(/[:.]/g, "-")}.jpg`;
+      link.click();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+    } catch {
+      // the stream's reconnection reports an outage
+    }
+  }
+
   // ---- fallback: plain <img>, reconnected by hand --------------------------
 
   function plainImage() {
@@ -332,7 +449,9 @@
       noteFrameShown(0);
     });
     ui.video.addEventListener("error", () => {
-      const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** attempt++);
+      // An <img> does not say why it failed (a 401 looks like any error), so
+      // this keeps retrying; a wrong token has to be fixed in the address.
+      const delay = backoffMs();
       setState("reconnecting", "reconnecting…", `retry in ${(delay / 1000).toFixed(1)} s`);
       retryTimer = setTimeout(load, delay);
     });
@@ -341,7 +460,9 @@
 
   // ---- start ------------------------------------------------------------
 
-  ui.snapshot.href = withAuth("snapshot.jpg");
+  loadToken();
+  ui.snapshot.addEventListener("click", downloadSnapshot);
+  ui.authForm.addEventListener("submit", submitToken);
   ui.fullscreen.addEventListener("click", () => {
     toggleFullscreen();
     updateFullscreenLabel();
@@ -355,11 +476,17 @@
     return;
   }
   ui.retry.addEventListener("click", () => {
+    if (awaitingToken) return;
     attempt = Math.max(attempt, 1);
     connect();
   });
   // Hidden tabs stop streaming, so on-demand capture can sleep.
-  document.addEventListener("visibilitychange", () => (document.hidden ? pause() : connect()));
+  // A page waiting for its token stays as it is.
+  document.addEventListener("visibilitychange", () => {
+    if (awaitingToken) return;
+    if (document.hidden) pause();
+    else connect();
+  });
   window.addEventListener("online", () => {
     if (document.body.dataset.state === "reconnecting") connect();
   });
