@@ -14,6 +14,12 @@
     iterable of BGR images, ...); keywords are ``ServerConfig`` options. Keep
     resolutions small (320x240) unless a size matters: CI machines are shared.
 
+``browser`` / ``page``
+    Headless Debian Chromium through Playwright (one browser per test module,
+    a fresh context per test); skipped when ``/usr/bin/chromium`` or
+    Playwright is missing. ``wait_state(page, "live")`` waits for the viewer
+    page's state.
+
 ``web_harness``
     The HTTP app (``transports.web.build_app``) alone, over a bare
     :class:`~camstream.hub.Hub` whose frames the test publishes by hand. It
@@ -25,6 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import socket
 import struct
 import threading
@@ -45,6 +53,8 @@ from camstream.transports.web import WebContext, build_app
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
+
+    from playwright.sync_api import Browser, Page
 
     from camstream.server import Server
 
@@ -324,3 +334,51 @@ def open_mjpeg() -> Iterator[Callable[..., MjpegReader]]:
     yield open_
     for reader in readers:
         reader.close()
+
+
+# -- Chromium (Playwright) ------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium per test module (not per session: Playwright's sync
+    API keeps an event loop running in the main thread while it is open)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A page in a fresh browser context (its own storage), closed after the test."""
+    context = browser.new_context(viewport={"width": 640, "height": 560})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def wait_state(page: Page, state: str, timeout_s: float = 10) -> None:
+    """Wait until the viewer page's ``body[data-state]`` is ``state``."""
+    # A function, not an expression string: the page's CSP forbids eval.
+    page.wait_for_function(
+        f"() => document.body.dataset.state === {json.dumps(state)}", timeout=timeout_s * 1000
+    )

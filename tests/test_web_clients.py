@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -23,22 +21,11 @@ import pytest
 
 from camstream.frame import Frame
 from camstream.protocol import Connection, Credit, Hello, Ping, Pong, Role, StreamInfo
-from conftest import jpeg_frame
+from conftest import jpeg_frame, wait_state
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Page
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-sync",
-]
 WIDTH, HEIGHT = 320, 240
 
 needs_ffmpeg = pytest.mark.skipif(
@@ -48,35 +35,6 @@ needs_ffmpeg = pytest.mark.skipif(
 
 
 # -- Chromium -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 640, "height": 560})
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-
-
-def wait_state(page: Page, state: str, timeout_s: float = 10) -> None:
-    # A function, not an expression string: the page's CSP forbids eval.
-    page.wait_for_function(
-        f"() => document.body.dataset.state === {json.dumps(state)}", timeout=timeout_s * 1000
-    )
 
 
 def element_pixels(page: Page, selector: str) -> Any:
@@ -112,9 +70,18 @@ def test_page_shows_the_live_stream_and_reconnects(running_server: Any, page: Pa
     wait_state(page, "reconnecting")
     assert page.is_visible("#overlay")
     assert page.text_content("#overlay-title") == "reconnecting…"
+    # Long enough for the backoff to reach its cap (0.25-0.5, 0.5-1, 0.75-1.5 s):
+    # the restart then meets the page at its slowest.
+    time.sleep(2.0)
 
+    # The same port again (the listener sets SO_REUSEADDR): the page must be
+    # live within about two seconds of the server being back.
     running_server("test", fps=15, width=WIDTH, height=HEIGHT, port=port)
-    wait_state(page, "live", timeout_s=15)
+    restarted_at = time.monotonic()
+    wait_state(page, "live", timeout_s=10)
+    reconnect_s = time.monotonic() - restarted_at
+    print(f"page live again {reconnect_s:.2f} s after the restart")
+    assert reconnect_s < 2.5, f"page took {reconnect_s:.2f} s to come back"
     assert not page.is_visible("#overlay")
 
 
