@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
+import logging
 import os
 import signal
-import socket
 import ssl
 import sys
 import threading
@@ -34,88 +33,30 @@ from typing import Any
 
 from aiohttp import web
 
-from ._version import __version__
 from .capture import CapturePipeline
 from .codec import make_encoder
 from .config import ServerConfig
-from .errors import AddressInUseError, ConfigError
+from .errors import ConfigError
 from .frame import Frame
 from .hub import Hub
-from .protocol import MAGIC, GoodbyeCode, StreamInfo
+from .protocol import GoodbyeCode, StreamInfo
+from .server_status import build_status
 from .sources import CameraSource, FileSource, Source, SourceSpec, UrlSource, open_default_source
 from .sources import open_source as _open_source
 from .tls import server_context
+from .transports.listener import Listener, bind_listener, max_connections_for
 from .transports.tcp import NativeSession, SessionContext
 from .transports.web import WebContext, build_app
 
 __all__ = ["Server"]
 
-_SNIFF_BYTES = len(MAGIC)
+logger = logging.getLogger(__name__)
 
-
-def bind_listener(host: str, port: int) -> socket.socket:
-    """A listening socket with SO_REUSEADDR, so a restart never hits TIME_WAIT."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise ConfigError(f"cannot resolve host {host!r}: {exc.strerror}") from None
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        if os.name == "posix":
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
-            raise AddressInUseError(
-                f"port {port} on {host} is already in use by another process; "
-                "stop that process or choose another port with --port"
-            ) from None
-        if exc.errno == errno.EACCES:
-            raise AddressInUseError(
-                f"permission denied binding {host}:{port}; ports below 1024 need root, "
-                "choose another port with --port"
-            ) from None
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.setblocking(False)
-    return sock
-
-
-class _Sniffer(asyncio.Protocol):
-    """Reads the first bytes of a connection, then hands it to the right protocol."""
-
-    def __init__(self, server: Server) -> None:
-        self._server = server
-        self._buffer = b""
-        self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        timeout = self._server.config.handshake_timeout_s
-        self._timer = asyncio.get_running_loop().call_later(timeout, transport.close)
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        if self._buffer.startswith(MAGIC):
-            self._switch(self._server.new_native_session())
-        elif len(self._buffer) >= _SNIFF_BYTES or not MAGIC.startswith(self._buffer):
-            self._switch(self._server.new_http_session())
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-
-    def _switch(self, protocol: asyncio.Protocol) -> None:
-        assert self._transport is not None
-        if self._timer is not None:
-            self._timer.cancel()
-        self._transport.set_protocol(protocol)
-        protocol.connection_made(self._transport)
-        protocol.data_received(self._buffer)
+# How long stop() lets viewers read their goodbye before cutting connections.
+_STOP_GRACE_S = 0.5
+# aiohttp: how long shutdown waits for a request handler; idle keep-alive lifetime.
+_HTTP_SHUTDOWN_TIMEOUT_S = 2.0
+_HTTP_KEEPALIVE_S = 15.0
 
 
 class Server:
@@ -148,7 +89,7 @@ class Server:
             workers=self.config.encode_workers,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._listener: asyncio.Server | None = None
+        self._listener: Listener | None = None
         self._runner: web.AppRunner | None = None
         self._sessions: weakref.WeakSet[NativeSession] = weakref.WeakSet()
         self._capture_wanted = self.config.always_capture
@@ -198,40 +139,70 @@ class Server:
         self._loop = loop
         if isinstance(self.source, (CameraSource, FileSource, UrlSource)):
             await loop.run_in_executor(None, _probe, self.source)
-        sock = bind_listener(self.config.host, self.config.port)
-        self._bound = (self.config.host, sock.getsockname()[1])
         ssl_context: ssl.SSLContext | None = None
         if self.config.tls_cert is not None and self.config.tls_key is not None:
             ssl_context = server_context(self.config.tls_cert, self.config.tls_key)
+        # The token reaches the HTTP routes through the config (config.token).
         app = build_app(WebContext(config=self.config, hub=self.hub, status=self.status))
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        self._listener = await loop.create_server(
-            lambda: _Sniffer(self), sock=sock, ssl=ssl_context
+        self._runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=_HTTP_SHUTDOWN_TIMEOUT_S,
+            keepalive_timeout=_HTTP_KEEPALIVE_S,
         )
+        await self._runner.setup()
+        try:
+            sock = bind_listener(self.config.host, self.config.port)
+        except BaseException:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
+        self._bound = (self.config.host, sock.getsockname()[1])
+        self._listener = Listener(
+            sock,
+            native=self.new_native_session,
+            http=self.new_http_session,
+            ssl_context=ssl_context,
+            handshake_timeout_s=self.config.handshake_timeout_s,
+            max_connections=max_connections_for(self.config.max_viewers),
+        )
+        self._listener.start()
         self._started_at = time.monotonic()
         if self._capture_wanted:
             self._on_demand(True)
 
     async def stop(self) -> None:
-        """Say goodbye to viewers, stop capture, release the source and the port."""
-        if self._listener is not None:
-            self._listener.close()
+        """Say goodbye to viewers, stop capture, release the source and the port.
+
+        Bounded: connections that do not close by themselves within a second or
+        two (a peer that stopped reading) are cut.
+        """
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.stop_accepting()
         for session in list(self._sessions):
             session.goodbye(GoodbyeCode.SHUTTING_DOWN, "server shutting down")
         self.hub.end("server shutting down")
         if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self._listener is not None:
-            await self._listener.wait_closed()
-            self._listener = None
+            runner, self._runner = self._runner, None
+            try:
+                await runner.cleanup()
+            except Exception:
+                logger.exception("error while shutting the HTTP application down")
+        if listener is not None:
+            await listener.abort_all(_STOP_GRACE_S)
         if self._capture_task is not None:
             self._capture_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._capture_task
         await asyncio.get_running_loop().run_in_executor(None, self._pipeline.stop)
         self._capture_running = False
+
+    @property
+    def connection_count(self) -> int:
+        """Open connections of any kind, including those still in a handshake."""
+        return 0 if self._listener is None else self._listener.connection_count
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -319,21 +290,25 @@ class Server:
     ) -> None:
         if self._thread is None or self._loop is None:
             return
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        with contextlib.suppress(RuntimeError):  # the loop already ended
+            self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._thread = None
 
     # -- wiring ------------------------------------------------------------
 
-    def new_native_session(self) -> NativeSession:
-        session = NativeSession(
-            SessionContext(config=self.config, hub=self.hub, stream_info=self._stream_info)
-        )
+    def new_native_session(
+        self, accepted_at: float, on_lost: Callable[[], None] | None = None
+    ) -> NativeSession:
+        ctx = SessionContext(config=self.config, hub=self.hub, stream_info=self._stream_info)
+        session = NativeSession(ctx, accepted_at=accepted_at, on_lost=on_lost)
         self._sessions.add(session)
         return session
 
-    def new_http_session(self) -> asyncio.Protocol:
-        assert self._runner is not None and self._runner.server is not None
+    def new_http_session(self) -> asyncio.Protocol | None:
+        """aiohttp's protocol for one connection; ``None`` once the server is stopping."""
+        if self._runner is None or self._runner.server is None:
+            return None
         protocol: asyncio.Protocol = self._runner.server()
         return protocol
 
@@ -368,6 +343,16 @@ class Server:
             self._capture_task = self._loop.create_task(self._reconcile_capture())
 
     async def _reconcile_capture(self) -> None:
+        try:
+            await self._reconcile_capture_once()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Never let a failing start/stop kill the loop or go unseen; the next
+            # viewer arriving or leaving tries again.
+            logger.exception("starting or stopping capture failed")
+
+    async def _reconcile_capture_once(self) -> None:
         loop = asyncio.get_running_loop()
         while self._capture_running != self._capture_wanted:
             if self._capture_wanted:
@@ -385,39 +370,15 @@ class Server:
 
     def status(self) -> dict[str, Any]:
         """A JSON-ready snapshot of the source, the pipeline and every viewer."""
-        stats = self._pipeline.stats
-        latest = self.hub.latest
-        viewers = [vars_of(v.stats()) for v in self.hub.viewers]
-        return {
-            "server": self.config.server_name,
-            "version": __version__,
-            "uptime_s": round(time.monotonic() - self._started_at, 3),
-            "source": self.source.description,
-            "codec": self.config.codec.name.lower(),
-            "quality": self.config.quality,
-            "width": latest.width if latest else None,
-            "height": latest.height if latest else None,
-            "capturing": self._capture_running,
-            "signal_lost": self._pipeline.signal_lost,
-            "ended": self.hub.ended_reason,
-            "capture_fps": round(stats.capture_fps, 2),
-            "encode_fps": round(stats.encode_fps, 2),
-            "publish_fps": round(self.hub.published.rate(), 2),
-            "images_captured": stats.images_captured,
-            "frames_encoded": stats.frames_encoded,
-            "images_dropped_before_encode": stats.images_dropped,
-            "frames_published": self.hub.frames_published,
-            "source_failures": stats.source_failures,
-            "last_encode_ms": round(stats.last_encode_ms, 3),
-            "latest_seq": latest.seq if latest else None,
-            "latest_age_s": round(latest.age_s(), 4) if latest else None,
-            "viewer_count": len(viewers),
-            "viewers": viewers,
-        }
-
-
-def vars_of(stats: object) -> dict[str, Any]:
-    return {name: getattr(stats, name) for name in stats.__slots__}  # type: ignore[attr-defined]
+        return build_status(
+            config=self.config,
+            source=self.source,
+            pipeline=self._pipeline,
+            hub=self.hub,
+            capturing=self._capture_running,
+            uptime_s=time.monotonic() - self._started_at,
+            connections=self.connection_count,
+        )
 
 
 def _probe(source: Source) -> None:
@@ -427,6 +388,6 @@ def _probe(source: Source) -> None:
 
 
 def _url_host(host: str) -> str:
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard bind, shown as reachable
+    if host in ("0.0.0.0", "::", ""):  # a wildcard bind, shown as a reachable address
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host

@@ -7,7 +7,12 @@ backlog: the server sends a frame only when the client has acknowledged enough
 earlier ones, and then it sends the newest frame there is.
 
 A peer that breaks the protocol, stalls the handshake or stops answering
-heartbeats costs only its own connection.
+heartbeats costs only its own connection. Everything such a peer controls is
+bounded: its receive buffer by the protocol's per-type message limits (a client
+message is at most about 1 KB), frames in flight by its credit, and control
+replies (PONGs) queued behind a peer that stopped reading by
+:data:`MAX_CONTROL_BACKLOG_BYTES`. An exception in this module's own code ends
+only the session it happened in.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import socket
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from ..auth import new_nonce, verify_digest
 from ..config import ServerConfig
@@ -40,7 +46,15 @@ from ..protocol import (
     StreamInfo,
 )
 
-__all__ = ["NativeSession", "SessionContext"]
+__all__ = ["MAX_CONTROL_BACKLOG_BYTES", "NativeSession", "SessionContext"]
+
+logger = logging.getLogger(__name__)
+
+#: Control bytes (PONG, PING) we queue for a peer whose socket is not draining
+#: before we give up on it: a client that sends pings and never reads.
+MAX_CONTROL_BACKLOG_BYTES: Final = 64 * 1024
+#: How long a closing session may take to flush before its connection is cut.
+CLOSE_GRACE_S: Final = 1.0
 
 
 @dataclass(frozen=True)
@@ -64,8 +78,15 @@ class NativeSession(asyncio.Protocol):
 
     _ping_tokens = itertools.count(1)
 
-    def __init__(self, ctx: SessionContext) -> None:
+    def __init__(
+        self,
+        ctx: SessionContext,
+        *,
+        accepted_at: float | None = None,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
         self._ctx = ctx
+        self._on_lost = on_lost
         self._config = ctx.config
         # The bound caps frames, which only we send: a client's FRAME is refused at its header.
         self._conn = Connection(Role.SERVER, max_payload_bytes=ctx.config.max_payload_bytes)
@@ -78,6 +99,10 @@ class NativeSession(asyncio.Protocol):
         self._writable.set()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_heard = time.monotonic()
+        # The handshake deadline counts from the accept, not from the sniffing.
+        self._accepted_at = self._last_heard if accepted_at is None else accepted_at
+        self._control_backlog = 0
+        self._abort_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self.address = ""
 
@@ -91,19 +116,25 @@ class NativeSession(asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._spawn(self._watchdog())
+        self._spawn(self._watchdog(), "watching the heartbeat")
 
     def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
         self._last_heard = time.monotonic()
         try:
             events = self._conn.receive_data(data)
         except RemoteProtocolError as exc:
+            logger.debug("%s: %s", self.address, exc)
             self._fail(GoodbyeCode.PROTOCOL_ERROR, f"protocol error: {exc}")
             return
-        for event in events:
-            if self._closing:
-                return
-            self._handle(event)
+        try:
+            for event in events:
+                if self._closing:
+                    return
+                self._handle(event)
+        except Exception:
+            self._internal_error("handling a message")
 
     def eof_received(self) -> bool | None:
         self._close()
@@ -111,17 +142,25 @@ class NativeSession(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
-        if self._viewer is not None:
-            self._ctx.hub.detach(self._viewer)
-            self._viewer = None
-        for task in self._tasks:
-            task.cancel()
-        self._credit_event.set()
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+        try:
+            if self._viewer is not None:
+                self._ctx.hub.detach(self._viewer)
+                self._viewer = None
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            self._credit_event.set()
+            self._writable.set()
+            if self._on_lost is not None:
+                self._on_lost()
 
     def pause_writing(self) -> None:
         self._writable.clear()
 
     def resume_writing(self) -> None:
+        self._control_backlog = 0
         self._writable.set()
 
     # -- protocol events ---------------------------------------------------
@@ -155,10 +194,18 @@ class NativeSession(asyncio.Protocol):
             self._close()
 
     def _admit(self) -> None:
+        # Checked again: others may have been admitted while this one authenticated.
+        if self._ctx.hub.count() >= self._config.max_viewers:
+            self._fail(
+                GoodbyeCode.SERVER_FULL,
+                f"server full: {self._config.max_viewers} viewers already connected; "
+                "try again later",
+            )
+            return
         self._write(self._conn.send(self._ctx.stream_info()))
         self._viewer = self._ctx.hub.attach("native", self.address)
         self._credit_event.set()
-        self._spawn(self._send_frames(self._viewer))
+        self._spawn(self._send_frames(self._viewer), "sending frames")
 
     async def _send_frames(self, viewer: Viewer) -> None:
         while not self._closing:
@@ -188,7 +235,7 @@ class NativeSession(asyncio.Protocol):
     async def _watchdog(self) -> None:
         """Handshake deadline, then heartbeats: silence for too long closes the connection."""
         config = self._config
-        deadline = time.monotonic() + config.handshake_timeout_s
+        deadline = self._accepted_at + config.handshake_timeout_s
         while not self._closing:
             await asyncio.sleep(min(config.heartbeat_interval_s, config.handshake_timeout_s))
             now = time.monotonic()
@@ -215,16 +262,45 @@ class NativeSession(asyncio.Protocol):
         self._close()
 
     def _write(self, data: bytes) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if not self._writable.is_set():
+            # Frames wait for the socket to drain; control replies do not, so a
+            # peer that pings without ever reading could grow our buffer.
+            self._control_backlog += len(data)
+            if self._control_backlog > MAX_CONTROL_BACKLOG_BYTES:
+                logger.debug("%s: not reading; dropping the connection", self.address)
+                self._closing = True
+                transport.abort()
+                return
+        transport.write(data)
 
     def _close(self) -> None:
         self._closing = True
         self._credit_event.set()
         self._writable.set()
-        if self._transport is not None:
-            self._transport.close()
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+            # close() waits for the buffer to drain, forever if the peer never reads.
+            self._abort_timer = asyncio.get_running_loop().call_later(
+                CLOSE_GRACE_S, transport.abort
+            )
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+    def _internal_error(self, doing: str) -> None:
+        logger.exception("%s: unexpected error while %s; closing this session", self.address, doing)
+        self._fail(GoodbyeCode.PROTOCOL_ERROR, f"internal server error while {doing}")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], doing: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._guarded(coro, doing))
         self._tasks.append(task)
+
+    async def _guarded(self, coro: Coroutine[Any, Any, None], doing: str) -> None:
+        """Run a session task; its exceptions close this session, nothing else."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._internal_error(doing)
