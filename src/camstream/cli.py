@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
+from . import commands
 from ._version import __version__
 from .config import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, ClientConfig, ServerConfig
 from .errors import (
@@ -27,6 +29,31 @@ from .frame import Codec
 __all__ = ["build_parser", "main"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line that names the fix, then exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_in(low: int, high: int, meaning: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a whole number; give {meaning} from {low} to {high}"
+            ) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{value} is out of range; give {meaning} from {low} to {high}"
+            )
+        return value
+
+    parse.__name__ = meaning  # argparse names the type in some messages
+    return parse
 
 
 def _positive_float(text: str) -> float:
@@ -60,13 +87,13 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="camstream",
         description="Live camera video over the network with latency that never grows.",
         epilog="Start with: camstream demo   (or: camstream serve, then camstream view)",
     )
     parser.add_argument("--version", action="version", version=f"camstream {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     serve = sub.add_parser(
         "serve",
@@ -90,9 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_client_options(view)
     view.add_argument("--no-overlay", action="store_true", help="hide the fps/latency overlay")
-    view.add_argument(
-        "--headless", action="store_true", help="no window: print live stats instead"
-    )
+    view.add_argument("--headless", action="store_true", help="no window: print live stats instead")
     view.add_argument(
         "--seconds",
         type=_positive_float,
@@ -119,8 +144,16 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         help="camera index (0), device (/dev/video0), video file, rtsp:// or http:// URL, "
         "'test' (moving test pattern) or 'auto' (camera 0, else test pattern; default)",
     )
-    g.add_argument("--width", type=int, help="capture width (test pattern default 1280)")
-    g.add_argument("--height", type=int, help="capture height (test pattern default 720)")
+    g.add_argument(
+        "--width",
+        type=_int_in(16, 16384, "a width in pixels"),
+        help="capture width (test pattern default 1280)",
+    )
+    g.add_argument(
+        "--height",
+        type=_int_in(16, 16384, "a height in pixels"),
+        help="capture height (test pattern default 720)",
+    )
     g.add_argument("--fps", type=_positive_float, help="capture rate; 0 = as fast as possible")
     g.add_argument("--loop", action="store_true", help="loop a video file at its end")
     g.add_argument(
@@ -130,18 +163,24 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     )
     e = parser.add_argument_group("encoding")
     e.add_argument(
-        "--quality", type=int, default=80, help="JPEG quality 1-100 (default 80)"
+        "--quality",
+        type=_int_in(1, 100, "a JPEG quality"),
+        default=80,
+        help="JPEG quality 1-100 (default 80)",
     )
     e.add_argument(
         "--png",
-        type=int,
+        type=_int_in(0, 9, "a PNG compression level"),
         nargs="?",
         const=1,
         metavar="LEVEL",
         help="lossless PNG instead of JPEG, compression 0-9 (default 1)",
     )
     e.add_argument(
-        "--encode-workers", type=int, default=1, help="parallel encoder threads (default 1)"
+        "--encode-workers",
+        type=_int_in(1, 16, "a number of encoder threads"),
+        default=1,
+        help="parallel encoder threads (default 1)",
     )
     n = parser.add_argument_group("network")
     n.add_argument(
@@ -149,8 +188,18 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_HOST,
         help=f"address to listen on (default {DEFAULT_HOST}; 0.0.0.0 exposes it to the network)",
     )
-    n.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
-    n.add_argument("--max-viewers", type=int, default=64, help="default 64")
+    n.add_argument(
+        "--port",
+        type=_int_in(0, 65535, "a TCP port"),
+        default=DEFAULT_PORT,
+        help=f"default {DEFAULT_PORT}; 0 picks a free port (the banner shows which)",
+    )
+    n.add_argument(
+        "--max-viewers",
+        type=_int_in(1, 100_000, "a viewer limit"),
+        default=64,
+        help="default 64",
+    )
     n.add_argument("--token", help=f"require this shared secret (or set ${TOKEN_ENV})")
     n.add_argument("--tls-cert", metavar="PEM", help="TLS certificate (native and HTTPS)")
     n.add_argument("--tls-key", metavar="PEM", help="TLS private key")
@@ -189,11 +238,17 @@ def client_config_from_args(args: argparse.Namespace, *, reconnect: bool = True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; return its exit code (argparse exits 2 itself on bad usage)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # name the sub-command whose --help lists the valid options
+        _parser_for(parser, args.command).error(f"unrecognized arguments: {' '.join(extras)}")
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    # FFmpeg (inside OpenCV) prints its own line for every failed URL open; our
+    # error already says what went wrong. Read when FFmpeg is first used.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
@@ -201,15 +256,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, SourceError, AddressInUseError) as exc:
         _error(str(exc))
         return EXIT_USAGE
-    except (ConnectError, ConnectionClosed, CamstreamError, TimeoutError) as exc:
+    except ConnectError as exc:
+        _error(f"{exc}. Is `camstream serve` running there, on that port?")
+        return EXIT_FAILURE
+    except (ConnectionClosed, CamstreamError, TimeoutError) as exc:
         _error(str(exc) or type(exc).__name__)
         return EXIT_FAILURE
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    # Imported here so `camstream --help` stays fast and works even if cv2 is broken.
-    from . import commands
+def _parser_for(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser:
+    # argparse offers no public way to get a sub-command's parser back.
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            sub: argparse.ArgumentParser = action.choices[command]
+            return sub
+    return parser
 
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("serve", "demo"):
         server_config = server_config_from_args(args)
         if args.command == "demo":

@@ -1,7 +1,8 @@
 """What each ``camstream`` sub-command does, once its arguments are parsed.
 
-Kept apart from :mod:`camstream.cli` so argument parsing stays import-light and
-these functions can be called (and tested) with ready-made config objects.
+Kept apart from :mod:`camstream.cli` so these functions can be called (and
+tested) with ready-made config objects. They print progress; errors are raised
+and :func:`camstream.cli.main` turns them into one line and an exit code.
 """
 
 from __future__ import annotations
@@ -10,9 +11,16 @@ import os
 import sys
 import time
 
+import cv2
+import numpy as np
+
+from .client import Client
+from .codec import decode
 from .config import ClientConfig, ServerConfig, parse_address
 from .errors import CamstreamError, ConnectError
 from .frame import Codec
+from .server import Server
+from .viewer import NO_DISPLAY_HINT, display_problem, run_headless, run_window
 
 __all__ = ["banner", "demo", "serve", "snapshot", "view"]
 
@@ -27,10 +35,7 @@ def _warn(text: str) -> None:
     sys.stderr.flush()
 
 
-def banner(server: object) -> str:
-    from .server import Server
-
-    assert isinstance(server, Server)
+def banner(server: Server) -> str:
     c = server.config
     encoding = "PNG (lossless)" if c.codec is Codec.PNG else f"JPEG q{c.quality}"
     lines = [
@@ -42,6 +47,10 @@ def banner(server: object) -> str:
     ]
     if c.token is not None:
         lines.append("  authentication: token required (viewers pass --token or CAMSTREAM_TOKEN)")
+    lines.append(
+        f"  no display?   : camstream view --headless {server.url}  |  "
+        f"camstream snapshot {server.url} -o frame.jpg"
+    )
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
 
@@ -57,8 +66,6 @@ def _server_warnings(config: ServerConfig, note: str | None) -> None:
 
 
 def serve(source: str, config: ServerConfig) -> int:
-    from .server import Server
-
     server = Server(source, config=config)
     _server_warnings(config, server.source_note)
     server.serve_forever(on_ready=lambda s: _say(banner(s)))
@@ -68,12 +75,9 @@ def serve(source: str, config: ServerConfig) -> int:
 
 def demo(source: str, config: ServerConfig) -> int:
     """Server and viewer in one process; without a display, serve and say how to watch."""
-    from .server import Server
-    from .viewer import NO_DISPLAY_HINT, display_problem, run_window
-
     problem = display_problem()
     if problem is not None:
-        _warn(f"{problem}; serving only. To watch: {NO_DISPLAY_HINT}")
+        _warn(f"{problem}; serving only, without a viewer window. To watch, {NO_DISPLAY_HINT}")
         return serve(source, config)
     server = Server(source, config=config)
     _server_warnings(config, server.source_note)
@@ -92,8 +96,6 @@ def view(
     seconds: float | None = None,
     overlay: bool = True,
 ) -> int:
-    from .viewer import NO_DISPLAY_HINT, display_problem, run_headless, run_window
-
     parse_address(address)  # a typo fails before any window or thread exists
     if headless:
         report = run_headless(address, config, seconds=seconds, print_line=_say)
@@ -103,32 +105,45 @@ def view(
             f"({report.fps:.1f} fps), median age {median}, dropped {report.dropped}, "
             f"reconnects {report.reconnects}"
         )
+        if report.ended is not None:
+            _say(f"stream ended: {report.ended}")
         if report.frames == 0:
             raise ConnectError(f"no frames received from {address}")
         return 0
     problem = display_problem()
     if problem is not None:
-        sys.stderr.write(f"camstream: error: cannot open a window: {problem}.\n")
-        sys.stderr.write(f"  Instead {NO_DISPLAY_HINT}.\n")
+        sys.stderr.write(
+            f"camstream: error: cannot open a window: {problem}. Instead, {NO_DISPLAY_HINT}.\n"
+        )
         return 2
     return run_window(address, config, seconds=seconds, overlay=overlay)
 
 
+def _imwrite(path: str, image: np.ndarray) -> bool:
+    try:
+        return bool(cv2.imwrite(path, image))
+    except cv2.error:  # e.g. no writer for that extension
+        return False
+
+
 def snapshot(address: str, config: ClientConfig, output: str) -> int:
-    import cv2
-
-    from .client import Client
-    from .codec import decode
-
     with Client(address, config=config) as client:
         frame = client.read_frame(timeout_s=config.connect_timeout_s + 5)
     extension = os.path.splitext(output)[1].lower()
     native = {Codec.JPEG: (".jpg", ".jpeg"), Codec.PNG: (".png",)}[frame.codec]
     if extension in native:
-        with open(output, "wb") as handle:  # the server's bytes as they are: no re-encode
-            handle.write(frame.data)
-    elif not cv2.imwrite(output, decode(frame.data, frame.codec)):
-        raise CamstreamError(f"could not write {output}: use a .jpg or .png file name")
+        try:
+            with open(output, "wb") as handle:  # the server's bytes as they are: no re-encode
+                handle.write(frame.data)
+        except OSError as exc:
+            raise CamstreamError(
+                f"could not write {output}: {exc.strerror}; check the folder exists "
+                "and is writable, or pass another -o"
+            ) from None
+    elif not _imwrite(output, decode(frame.data, frame.codec)):
+        raise CamstreamError(
+            f"could not write {output}: use a .jpg or .png file name in a writable folder"
+        )
     age_ms = (time.time_ns() - frame.captured_at_ns) / 1e6
     _say(f"saved {frame.width}x{frame.height} frame #{frame.seq} to {output} (age {age_ms:.0f} ms)")
     return 0
