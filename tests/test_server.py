@@ -1,0 +1,145 @@
+"""The server process: banner, clean stop on SIGTERM/SIGINT, the port, on-demand capture.
+
+These run ``python -m camstream serve`` as a child (started and stopped by its
+PID) or a :class:`camstream.Server` in a thread, always on 127.0.0.1 with an
+ephemeral port.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from camstream.client import Client
+from camstream.errors import ConnectionClosed
+from camstream.protocol import GoodbyeCode
+from camstream.server import Server
+from processes import Command, child_env, run_command, stop_cleanly
+
+SMALL = ["--width", "320", "--height", "240"]
+
+
+def wait_until(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_server_says_goodbye_and_exits_0(signum: int) -> None:
+    with Command(["serve", "--source", "test", "--port", "0", *SMALL]) as server:
+        port = server.wait_port()
+        assert "camstream view camstream://127.0.0.1:" in server.stdout  # how to watch
+        assert f"http://127.0.0.1:{port}/" in server.stdout
+        with Client(f"127.0.0.1:{port}", reconnect=False) as client:
+            first = client.read_frame(timeout_s=10)
+            assert (first.width, first.height) == (320, 240)
+            server.signal(signum)
+            # Frames already on the way may still arrive; then the goodbye.
+            with pytest.raises(ConnectionClosed) as info:
+                for _ in range(1000):
+                    client.read_frame(timeout_s=10)
+            assert info.value.code == GoodbyeCode.SHUTTING_DOWN
+            assert "shutting down" in str(info.value)
+        assert server.wait(15) == 0, server.stderr
+        assert "camstream: stopped" in server.stdout
+        assert "Traceback" not in server.stderr
+
+
+def test_restart_on_same_port_right_after_stop() -> None:
+    """SO_REUSEADDR: the connections the server closed sit in TIME_WAIT, and that is fine."""
+    with Command(["serve", "--source", "test", "--port", "0", *SMALL]) as first:
+        port = first.wait_port()
+        clients = [Client(f"127.0.0.1:{port}", reconnect=False).open() for _ in range(2)]
+        try:
+            for client in clients:
+                client.read_frame(timeout_s=10)
+            assert stop_cleanly(first) == 0
+        finally:
+            for client in clients:
+                client.close()
+    with Command(["serve", "--source", "test", "--port", str(port), *SMALL]) as second:
+        assert second.wait_port() == port, second.stderr
+        with Client(f"127.0.0.1:{port}", reconnect=False) as client:
+            assert client.read_frame(timeout_s=10).width == 320
+        assert stop_cleanly(second, signal.SIGINT) == 0
+
+
+def test_port_held_by_another_process_is_a_clear_error() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_command(["serve", "--source", "test", "--port", str(port), *SMALL])
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "already in use" in lines[0]
+    assert "--port" in lines[0]
+
+
+def test_default_source_falls_back_to_test_pattern_with_one_line() -> None:
+    """No --source: camera 0 if it opens, else one line saying so and the test pattern."""
+    with Command(["serve", "--port", "0", *SMALL], env=child_env()) as server:
+        server.wait_port()
+        banner = server.stdout
+        if "camera 0" in banner:
+            pytest.skip("this machine has a working camera 0")
+        assert "test pattern 320x240" in banner
+        notes = [line for line in server.stderr_lines if "camera" in line]
+        assert len(notes) == 1, server.stderr
+        assert "no camera found" in notes[0] and "test pattern" in notes[0]
+        assert stop_cleanly(server, signal.SIGINT) == 0
+
+
+def test_capture_runs_only_while_someone_watches(
+    running_server: Callable[..., Server],
+) -> None:
+    server = running_server("test", width=320, height=240, fps=30, capture_linger_s=0.3)
+    time.sleep(0.2)  # let a wrongly eager capture start, if it would
+    assert server.status()["capturing"] is False
+    with Client(server.url) as client:
+        client.read_frame(timeout_s=10)
+        assert server.status()["capturing"] is True
+    wait_until(lambda: server.status()["viewer_count"] == 0, 10, "the viewer to leave")
+    # Still capturing during the linger (a quick reconnect costs no restart)...
+    left_at = time.monotonic()
+    wait_until(lambda: not server.status()["capturing"], 10, "capture to stop")
+    assert time.monotonic() - left_at >= 0.2
+    stopped = server.status()
+    time.sleep(0.3)
+    assert server.status()["frames_published"] == stopped["frames_published"]  # really stopped
+    # The next viewer wakes it up again, with sequence numbers still increasing.
+    with Client(server.url) as client:
+        wait_until(
+            lambda: client.read_frame(timeout_s=10).seq > stopped["latest_seq"],
+            10,
+            "a newly captured frame",
+        )
+        assert server.status()["capturing"] is True
+
+
+def test_always_capture_keeps_capturing_without_viewers(
+    running_server: Callable[..., Server],
+) -> None:
+    server = running_server(
+        "test", width=320, height=240, fps=30, capture_linger_s=0.1, always_capture=True
+    )
+    wait_until(lambda: server.status()["frames_published"] > 0, 10, "frames without viewers")
+    with Client(server.url) as client:
+        client.read_frame(timeout_s=10)
+    wait_until(lambda: server.status()["viewer_count"] == 0, 10, "the viewer to leave")
+    before = server.status()["frames_published"]
+    wait_until(lambda: server.status()["frames_published"] >= before + 5, 10, "capture to go on")
+    assert server.status()["capturing"] is True

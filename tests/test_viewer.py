@@ -1,0 +1,227 @@
+"""The viewer: a real OpenCV window on a real X server (Xvfb), and no crash without one.
+
+The window tests run ``python -m camstream view`` as a child process on an Xvfb
+display, look at the screen with xwd, press Esc with xdotool, and check the exit
+code. Set CAMSTREAM_SCREENSHOTS=DIR to keep the screenshots they take.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from camstream.client_session import ReceivedFrame
+from camstream.frame import Codec, Frame
+from camstream.pattern import render_test_pattern
+from camstream.server import Server
+from camstream.viewer import (
+    NO_DISPLAY_HINT,
+    _put_lines,
+    _status_image,
+    _Tracker,
+    display_problem,
+)
+from processes import Command, child_env, run_command, stop_cleanly
+from xvfb import _free_display_number, find_window, screenshot, xdotool, xvfb_display
+
+WIDTH, HEIGHT = 320, 240
+BARS = slice(60, 100)  # rows of the pattern's colour bars, below the overlay box
+STATUS_ORANGE = np.array([0, 200, 255])  # BGR of the "reconnecting" headline
+
+
+# -- without a display ------------------------------------------------------------
+
+
+def test_display_problem_without_display(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    problem = display_problem()
+    assert problem is not None and "DISPLAY" in problem
+    assert "--headless" in NO_DISPLAY_HINT and "snapshot" in NO_DISPLAY_HINT
+
+
+@pytest.mark.parametrize("display", [None, "unreachable"])
+def test_view_without_a_usable_display_exits_2_with_a_hint(display: str | None) -> None:
+    """No DISPLAY, or one that is not there (Qt would SIGABRT): a message, not an abort."""
+    if display == "unreachable":
+        display = f":{_free_display_number(400)}"
+    result = run_command(["view", "127.0.0.1:9"], env=child_env(display))
+    assert result.returncode != -signal.SIGABRT
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "cannot open a window" in result.stderr
+    assert "camstream view --headless" in result.stderr
+    assert "camstream snapshot" in result.stderr
+
+
+# -- drawing ------------------------------------------------------------------------
+
+
+def test_overlay_darkens_only_a_box_behind_the_text() -> None:
+    image = np.full((HEIGHT, WIDTH, 3), 200, np.uint8)
+    _put_lines(image, ["30.0 fps  age 12 ms", "dropped 3  320x240"])
+    box = image[:40, :120]
+    assert (box < 100).mean() > 0.5  # dark background...
+    assert (box == 255).any()  # ...with white text on it
+    assert (image[60:, :] == 200).all()  # and the picture itself untouched
+
+
+def test_status_screen_dims_the_last_image_and_says_why() -> None:
+    last = np.full((HEIGHT, WIDTH, 3), 200, np.uint8)
+    image = _status_image(last, ["server gone - reconnecting to x:1... (2 s)", "refused"])
+    assert image.shape == last.shape
+    assert 40 < np.median(image) < 80  # dimmed, still recognisable
+    assert _orange_pixels(image) > 20
+    blank = _status_image(None, ["connecting to x:1..."])
+    assert blank.shape == (480, 640, 3) and _orange_pixels(blank) > 20
+
+
+def test_tracker_counts_sequence_gaps_as_dropped() -> None:
+    tracker = _Tracker()
+    for seq in (5, 6, 9, 10, 0, 1):  # 7 and 8 skipped; then a restarted server
+        frame = Frame(seq, time.time_ns(), WIDTH, HEIGHT, Codec.JPEG, b"")
+        tracker.add(ReceivedFrame(frame, time.time_ns()))
+    assert tracker.frames == 6
+    assert tracker.dropped == 2
+    assert tracker.size == (WIDTH, HEIGHT)
+
+
+# -- a real window under Xvfb -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def display() -> Iterator[str]:
+    with xvfb_display() as name:
+        yield name
+
+
+def _orange_pixels(image: np.ndarray) -> int:
+    return int((np.abs(image.astype(int) - STATUS_ORANGE).max(axis=2) < 60).sum())
+
+
+def _window_image(display: str, box: tuple[int, int, int, int]) -> np.ndarray:
+    x, y, width, height = box
+    return screenshot(display)[y : y + height, x : x + width]
+
+
+def _shows_pattern(image: np.ndarray) -> bool:
+    """The window shows the test pattern: its colour bars, at full brightness."""
+    if image.shape[:2] != (HEIGHT, WIDTH):
+        return False
+    reference = render_test_pattern(0, WIDTH, HEIGHT)
+    difference = cv2.absdiff(image[BARS], reference[BARS])
+    return float(difference.mean()) < 20 and float(image.std()) > 40
+
+
+def _poll(
+    display: str,
+    condition: Callable[[], np.ndarray | None],
+    timeout_s: float,
+    what: str,
+    tmp_path: Path,
+) -> np.ndarray:
+    """Wait for ``condition`` to return an image; on failure keep the screen for a look."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if result is not None:
+            return result
+        if time.monotonic() >= deadline:
+            path = tmp_path / "failed.png"
+            cv2.imwrite(str(path), screenshot(display))
+            raise AssertionError(f"the window did not show {what} within {timeout_s} s: {path}")
+        time.sleep(0.1)
+
+
+def _keep(image: np.ndarray, name: str, tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / name), image)
+    keep_dir = os.environ.get("CAMSTREAM_SCREENSHOTS")
+    if keep_dir:
+        os.makedirs(keep_dir, exist_ok=True)
+        cv2.imwrite(os.path.join(keep_dir, name), image)
+
+
+def _start_server(port: int = 0) -> Server:
+    return Server("test", host="127.0.0.1", port=port, width=WIDTH, height=HEIGHT, fps=20)
+
+
+def test_window_shows_the_live_stream_and_esc_quits(display: str, tmp_path: Path) -> None:
+    with (
+        _start_server() as server,
+        Command(["view", f"127.0.0.1:{server.port}"], env=child_env(display)) as view,
+    ):
+        # Sized to the stream: no toolbar or status bar around the picture.
+        window, box = find_window(display, "camstream", timeout_s=30, size=(WIDTH, HEIGHT))
+        assert f"127.0.0.1:{server.port}" in xdotool(display, "getwindowname", window)
+
+        def live() -> np.ndarray | None:
+            image = _window_image(display, box)
+            return image if _shows_pattern(image) else None
+
+        first = _poll(display, live, 20, "the test pattern", tmp_path)
+        _keep(first, "window-first.png", tmp_path)
+        # The overlay: a darkened box with white text in the top-left corner.
+        corner = first[:40, :120]
+        assert (corner.max(axis=2) > 220).sum() > 50, "no overlay text"
+
+        def changed() -> np.ndarray | None:
+            image = _window_image(display, box)
+            moving = slice(120, HEIGHT)  # the moving square, frame counter and clock
+            if _shows_pattern(image) and cv2.absdiff(image[moving], first[moving]).max() > 60:
+                return image
+            return None
+
+        second = _poll(display, changed, 10, "a newer frame", tmp_path)
+        _keep(second, "window-second.png", tmp_path)
+
+        xdotool(display, "windowfocus", "--sync", window)
+        xdotool(display, "key", "Escape")
+        assert view.wait(15) == 0, view.stderr
+        assert "Traceback" not in view.stderr
+        # The window is gone, not just hidden.
+        assert not xdotool(display, "search", "--onlyvisible", "--name", "camstream").strip()
+
+
+def test_window_says_reconnecting_and_recovers_then_sigterm_exits_0(
+    display: str, tmp_path: Path
+) -> None:
+    server = _start_server().__enter__()
+    port = server.port
+    with Command(["view", f"127.0.0.1:{port}"], env=child_env(display)) as view:
+        try:
+            _, box = find_window(display, "camstream", timeout_s=30, size=(WIDTH, HEIGHT))
+
+            def live() -> np.ndarray | None:
+                image = _window_image(display, box)
+                return image if _shows_pattern(image) else None
+
+            _poll(display, live, 20, "the test pattern", tmp_path)
+            server.__exit__(None, None, None)  # the server goes away
+
+            def reconnecting() -> np.ndarray | None:
+                image = _window_image(display, box)
+                dimmed = float(np.median(image)) < 60
+                return image if dimmed and _orange_pixels(image) > 50 else None
+
+            _keep(
+                _poll(display, reconnecting, 15, "that it is reconnecting", tmp_path),
+                "window-gone.png",
+                tmp_path,
+            )
+            assert view.process.poll() is None  # still running, still trying
+
+            server = _start_server(port).__enter__()  # back on the same port
+            _keep(
+                _poll(display, live, 20, "the stream again", tmp_path), "window-back.png", tmp_path
+            )
+        finally:
+            server.__exit__(None, None, None)
+        assert stop_cleanly(view, signal.SIGTERM) == 0, view.stderr
+        assert "Traceback" not in view.stderr
