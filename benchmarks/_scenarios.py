@@ -127,7 +127,9 @@ def _tuning_jobs(d: Durations, main: str) -> list[Job]:
         ("max-source-capped-400fps", 400, {}, {}),
         ("max-simplejpeg-decode", 0, {}, sj),
         ("max-malloc-tuned", 0, tuned, tuned),
-        ("max-malloc-tuned+simplejpeg+capped-400fps", 400, tuned, both),
+        ("max-pull-source", 0, {"pull_source": True}, {}),
+        ("max-malloc-tuned+simplejpeg", 0, tuned, both),
+        ("max-malloc-tuned+simplejpeg+pull-source", 0, {**tuned, "pull_source": True}, both),
         ("paced-credit1", 30, {}, {"credit_window": 1}),
         ("paced-nodelay-off", 30, {"nodelay": False}, {"nodelay": False}),
         ("paced-simplejpeg-decode", 30, {}, sj),
@@ -143,6 +145,8 @@ def _tuning_jobs(d: Durations, main: str) -> list[Job]:
     for label, extra in (
         ("max-simplejpeg", {}),
         ("max-simplejpeg+workers2", {"encode_workers": 2}),
+        ("max-simplejpeg+pull-source", {"pull_source": True}),
+        ("max-simplejpeg+pull-source+workers2", {"pull_source": True, "encode_workers": 2}),
     ):
         server = _server("camstream", big, 0, **extra)
         jobs.append(Job(f"tuning/{label}-{big}/camstream", _session(d, server, viewer=sj)))

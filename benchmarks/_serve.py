@@ -12,7 +12,8 @@ Options (keys of the JSON argument): ``impl`` ("camstream" or "seed"), ``width``
 ``height``, ``fps`` (0 = unpaced), ``quality``, ``encode_workers``,
 ``credit_window_max``, ``always_capture``, ``capture_linger_s``, ``nodelay``
 (false: turn TCP_NODELAY off again after camstream turned it on),
-``malloc_tuned`` (true: see ``_measure.tune_malloc``).
+``malloc_tuned`` (true: see ``_measure.tune_malloc``), ``pull_source`` (true: see
+``_pull_source``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 import os
 import socket
 import sys
+import threading
 from typing import Any
 
 
@@ -55,13 +57,54 @@ def _nodelay_off() -> None:
     tcp.NativeSession.connection_made = connection_made  # type: ignore[method-assign]
 
 
+def _pull_source(width: int, height: int, fps: float) -> Any:
+    """Experiment only: an unpaced test source that renders only when an encoder is idle.
+
+    camstream's capture thread reads an unpaced source as fast as it can and
+    drops what the encoder has no time for; this source instead waits until an
+    encoder has finished, which is what a pull model for unpaced sources would do.
+    """
+    from camstream.sources import TestPatternSource
+
+    class PullSource(TestPatternSource):
+        idle = threading.Event()
+
+        def read(self) -> Any:
+            self.idle.wait(0.5)
+            self.idle.clear()
+            return super().read()
+
+    PullSource.idle.set()
+    return PullSource(width, height, fps)
+
+
+def _signal_idle(server: Any, idle: threading.Event) -> None:
+    pipeline = server._pipeline  # private: this experiment wraps the encoder
+    inner = pipeline.encoder
+
+    class SignallingEncoder:
+        codec = inner.codec
+
+        def encode(self, image: Any) -> bytes:
+            try:
+                data: bytes = inner.encode(image)
+            finally:
+                idle.set()
+            return data
+
+    pipeline.encoder = SignallingEncoder()
+
+
 def serve_camstream(opts: dict[str, Any]) -> None:
     from camstream.server import Server
     from camstream.sources import TestPatternSource
 
     if not opts.get("nodelay", True):
         _nodelay_off()
-    source = TestPatternSource(opts["width"], opts["height"], opts["fps"])
+    if opts.get("pull_source"):
+        source = _pull_source(opts["width"], opts["height"], opts["fps"])
+    else:
+        source = TestPatternSource(opts["width"], opts["height"], opts["fps"])
     server = Server(
         source,
         port=0,
@@ -75,6 +118,8 @@ def serve_camstream(opts: dict[str, Any]) -> None:
         capture_linger_s=opts.get("capture_linger_s", 1.0),
         max_viewers=100,
     )
+    if opts.get("pull_source"):
+        _signal_idle(server, source.idle)
     with server:
 
         def status() -> dict[str, Any]:
