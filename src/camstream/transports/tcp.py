@@ -137,6 +137,7 @@ class NativeSession(asyncio.Protocol):
             self._internal_error("handling a message")
 
     def eof_received(self) -> bool | None:
+        logger.debug("%s: the client closed the connection", self.address)
         self._close()
         return None
 
@@ -257,6 +258,7 @@ class NativeSession(asyncio.Protocol):
     def _fail(self, code: GoodbyeCode, reason: str) -> None:
         if self._closing:
             return
+        logger.debug("%s: goodbye (%s): %s", self.address, code.name, reason)
         with contextlib.suppress(Exception):
             self._write(self._conn.send(Goodbye(code, reason)))
         self._close()
@@ -294,6 +296,9 @@ class NativeSession(asyncio.Protocol):
 
     def _spawn(self, coro: Coroutine[Any, Any, None], doing: str) -> None:
         task = asyncio.get_running_loop().create_task(self._guarded(coro, doing))
+        # A task cancelled before its first step never starts ``coro``: close it,
+        # or Python warns that it was never awaited.
+        task.add_done_callback(lambda _: coro.close())
         self._tasks.append(task)
 
     async def _guarded(self, coro: Coroutine[Any, Any, None], doing: str) -> None:
