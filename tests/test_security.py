@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 
@@ -177,8 +178,8 @@ def test_exposed_server_without_token_warns(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.xfail(reason="HTTP token check: to be added to transports/web.py", strict=False)
 def test_http_routes_require_the_token(running_server: Callable[..., Server]) -> None:
+    """Through the real server: config.token reaches the HTTP routes (web.py checks it)."""
     server = running_server("test", token=TOKEN, **FAST)
     for path in ("status", "snapshot.jpg"):
         with pytest.raises(urllib.error.HTTPError) as caught:
@@ -190,5 +191,6 @@ def test_http_routes_require_the_token(running_server: Callable[..., Server]) ->
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
-        with urllib.request.urlopen(f"{server.http_url}{path}?token={TOKEN}", timeout=10) as r:
+        query = urllib.parse.urlencode({"token": TOKEN})
+        with urllib.request.urlopen(f"{server.http_url}{path}?{query}", timeout=10) as r:
             assert r.status == 200
