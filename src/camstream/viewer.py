@@ -43,6 +43,7 @@ __all__ = [
 REFRESH_MS = 10
 QUIT_KEYS = (27, ord("q"), ord("Q"))  # Esc, q
 STATUS_REDRAW_S = 0.25  # how often the "reconnecting" screen is refreshed
+STATUS_AFTER_S = 0.3  # no status screen for a connection that is quick anyway
 _DEFAULT_SIZE = (640, 480)
 
 _PROBE = "import cv2; cv2.namedWindow('p'); cv2.waitKey(1); cv2.destroyAllWindows()"
@@ -263,6 +264,8 @@ class _Window:
         now = time.monotonic()
         if self.client.state == "streaming" or now < self.next_status:
             return None
+        if self.last_image is None and now - self.waiting_since < STATUS_AFTER_S:
+            return None  # usually the first frame comes first: no flash of a status screen
         self.next_status = now + STATUS_REDRAW_S
         lines = _status_lines(self.client, self.address, self.waiting_since)
         return _status_image(self.last_image, lines)
