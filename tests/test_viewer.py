@@ -225,3 +225,20 @@ def test_window_says_reconnecting_and_recovers_then_sigterm_exits_0(
             server.__exit__(None, None, None)
         assert stop_cleanly(view, signal.SIGTERM) == 0, view.stderr
         assert "Traceback" not in view.stderr
+
+
+def test_demo_opens_a_window_on_its_own_server_and_q_quits(display: str, tmp_path: Path) -> None:
+    args = ["demo", "--source", "test", "--port", "0", "--width", "320", "--height", "240"]
+    with Command(args, env=child_env(display)) as demo:
+        demo.wait_port()
+        window, box = find_window(display, "camstream", timeout_s=30, size=(WIDTH, HEIGHT))
+
+        def live() -> np.ndarray | None:
+            image = _window_image(display, box)
+            return image if _shows_pattern(image) else None
+
+        _keep(_poll(display, live, 20, "the test pattern", tmp_path), "demo.png", tmp_path)
+        xdotool(display, "windowfocus", "--sync", window)
+        xdotool(display, "key", "q")
+        assert demo.wait(15) == 0, demo.stderr  # the window closed and the server stopped
+        assert "Traceback" not in demo.stderr

@@ -169,6 +169,7 @@ def find_window(
     Returns (id, (x, y, width, height)).
     """
     deadline = time.monotonic() + timeout_s
+    seen: dict[str, tuple[int, ...]] = {}
     while True:
         for window_id in xdotool(display, "search", "--onlyvisible", "--name", name).split():
             geometry = dict(
@@ -177,10 +178,12 @@ def find_window(
                 if "=" in line
             )
             box = tuple(int(geometry.get(k, 0)) for k in ("X", "Y", "WIDTH", "HEIGHT"))
+            seen[window_id] = box
             if box[2] > 1 and box[3] > 1 and (size is None or box[2:] == size):
                 return window_id, (box[0], box[1], box[2], box[3])
         if time.monotonic() >= deadline:
             raise AssertionError(
-                f"no visible window named {name!r} (size {size}) within {timeout_s} s"
+                f"no visible window named {name!r} (size {size}) within {timeout_s} s; "
+                f"saw (id: x, y, width, height) {seen or 'none'}"
             )
         time.sleep(0.1)
