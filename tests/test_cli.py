@@ -61,6 +61,9 @@ USAGE_ERRORS: dict[str, tuple[list[str], list[str]]] = {
     "size": (["serve", "--width", "0"], ["--width", "16 to 16384"]),
     "unknown-option": (["view", "--frobnicate"], ["--frobnicate", "camstream view --help"]),
     "missing-value": (["snapshot", "-o"], ["-o", "camstream snapshot --help"]),
+    "negative-fps": (["serve", "--fps", "-1"], ["--fps", "0 or more"]),
+    "zero-seconds": (["view", "--headless", "--seconds", "0"], ["--seconds", "above 0"]),
+    "nan-timeout": (["snapshot", "--timeout", "nan"], ["--timeout", "above 0"]),
 }
 
 

@@ -8,6 +8,7 @@ source problem, 130 interrupted. The library only raises.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -56,14 +57,22 @@ def _int_in(low: int, high: int, meaning: str) -> Callable[[str], int]:
     return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
+def _float_from(low: float, meaning: str, *, inclusive: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number; give {meaning}") from None
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"{text} is out of range; give {meaning}")
+        return value
+
+    parse.__name__ = meaning
+    return parse
+
+
+_fps = _float_from(0, "frames per second, 0 or more (0 = as fast as possible)", inclusive=True)
+_seconds = _float_from(0, "a number of seconds above 0", inclusive=False)
 
 
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +91,7 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
         "--insecure", action="store_true", help="TLS without verifying the certificate"
     )
     parser.add_argument(
-        "--timeout", type=_positive_float, default=5.0, metavar="S", help="connect timeout"
+        "--timeout", type=_seconds, default=5.0, metavar="S", help="connect timeout (default 5)"
     )
 
 
@@ -120,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--headless", action="store_true", help="no window: print live stats instead")
     view.add_argument(
         "--seconds",
-        type=_positive_float,
+        type=_seconds,
         metavar="N",
         help="stop after N seconds (default: run until Esc/Ctrl-C)",
     )
@@ -154,7 +163,7 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         type=_int_in(16, 16384, "a height in pixels"),
         help="capture height (test pattern default 720)",
     )
-    g.add_argument("--fps", type=_positive_float, help="capture rate; 0 = as fast as possible")
+    g.add_argument("--fps", type=_fps, help="capture rate; 0 = as fast as possible")
     g.add_argument("--loop", action="store_true", help="loop a video file at its end")
     g.add_argument(
         "--always-capture",
@@ -232,7 +241,7 @@ def client_config_from_args(args: argparse.Namespace, *, reconnect: bool = True)
         token=token,
         tls_ca=args.tls_ca,
         tls_verify=not args.insecure,
-        connect_timeout_s=args.timeout or 5.0,
+        connect_timeout_s=args.timeout,
         reconnect=reconnect,
     )
 
