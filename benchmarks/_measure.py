@@ -29,6 +29,14 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
 
 
+def system_busy_s() -> float:
+    """CPU seconds all CPUs spent busy (not idle or waiting for I/O) since boot."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / _CLOCK_TICKS  # user..steal, without guest (counted in user)
+
+
 def proc_minor_faults(pid: int) -> int:
     """Minor page faults of process ``pid`` so far (fresh memory touched for the first time)."""
     return int(_stat_fields(pid)[7])  # minflt

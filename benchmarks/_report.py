@@ -22,6 +22,7 @@ SESSION_ROWS = (
     ("client page faults/frame", "client_page_faults_per_frame", None),
     ("bytes/frame", "bytes_per_frame", "bytes"),
     ("server RSS MB", "server_rss_mb", None),
+    ("other processes' CPU %", "other_cpu_pct", None),
 )
 PHYSICAL_METRIC = {"fps": "fps", "age": "age_ms", "bytes": "bytes_per_frame"}
 
@@ -43,7 +44,7 @@ def aggregate(runs: list[dict[str, dict[str, Any]]]) -> Summary:
     keys = list(dict.fromkeys(k for run in runs for k in run))
     summary: Summary = {}
     for key in keys:
-        flats = [flatten(run[key]) for run in runs if key in run]
+        flats = [flatten(run[key]) for run in runs if key in run and not run[key].get("errors")]
         names = list(dict.fromkeys(n for f in flats for n in f))
         summary[key] = {n: spread(f.get(n) for f in flats) for n in names}
     return summary
@@ -155,9 +156,9 @@ def ttff_table(summary: Summary) -> str:
 def tuning_table(summary: Summary) -> str:
     keys = [k for k in summary if k.startswith("tuning/") and not k.startswith("tuning/micro")]
     metrics = ("fps_min", "age_ms.p50", "age_ms.p99", "server_cpu_ms_per_frame")
-    metrics += ("client_cpu_ms_per_frame", "frames_dropped_per_s")
+    metrics += ("client_cpu_ms_per_frame", "frames_dropped_per_s", "other_cpu_pct")
     header = ["variant (1280x720 unless named)", "fps", "age p50", "age p99", "srv CPU ms/f"]
-    header += ["cli CPU ms/f", "dropped/s"]
+    header += ["cli CPU ms/f", "dropped/s", "other CPU %"]
     rows = [[k.split("/")[1]] + [cell(summary, k, m) for m in metrics] for k in keys]
     out = _table("where the time goes: end-to-end variants (camstream)", header, rows)
     micro = summary.get("tuning/micro/bench", {})

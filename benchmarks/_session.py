@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _measure import percentiles, proc_cpu_s, proc_minor_faults, proc_rss_bytes
+from _measure import percentiles, proc_cpu_s, proc_minor_faults, proc_rss_bytes, system_busy_s
 from _viewer import viewer_process
 
 SERVE_SCRIPT = Path(__file__).with_name("_serve.py")
@@ -66,6 +66,7 @@ class ServerProcess:
         status["cpu_s"] = proc_cpu_s(self.pid)
         status["rss_bytes"] = proc_rss_bytes(self.pid)
         status["minor_faults"] = proc_minor_faults(self.pid)
+        status["system_busy_s"] = system_busy_s()
         status["t"] = time.monotonic()
         return status
 
@@ -183,6 +184,10 @@ def summarize(
     server_cpu_s = after["cpu_s"] - before["cpu_s"]
     encoded = after["frames_encoded"] - before["frames_encoded"]
     client_cpu = [r["cpu_s"] for r in results if r["cpu_s"] is not None]
+    # CPU used by anything else on the machine meanwhile (other jobs, this parent):
+    # a large figure means the run was disturbed and its numbers are not comparable.
+    busy_s = after["system_busy_s"] - before["system_busy_s"]
+    other_cpu_s = busy_s - server_cpu_s - sum(client_cpu)
     out: dict[str, Any] = {
         "viewers": len(viewers),
         "fps_per_viewer": fps,
@@ -206,6 +211,7 @@ def summarize(
             sum(r["minor_faults"] for r in results) / frames_decoded if frames_decoded else None
         ),
         "server_rss_bytes": after["rss_bytes"],
+        "other_cpu_pct": 100.0 * other_cpu_s / spec.measure_s,
         "ttff_ms": [v["ttff_ms"] for v in viewers if v["ttff_ms"] is not None],
         "errors": errors,
     }

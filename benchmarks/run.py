@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         run: dict[str, dict[str, Any]] = {}
         for index, job in enumerate(jobs, 1):
             t0 = time.monotonic()
-            result = job.run()
+            try:
+                result = job.run()
+            except Exception as exc:  # one broken job must not lose the whole run
+                result = {"errors": [f"{type(exc).__name__}: {exc}"]}
             run[job.key] = result
             print(
                 f"[{repeat + 1}/{args.repeat}] {index:2}/{len(jobs)} {job.key:40} "
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 flush=True,
             )
         runs.append(run)
+        _write(args.json, {"meta": {"partial": True}, "runs": runs})  # survive a crash
     summary = aggregate(runs)
     targets = check_targets(summary)
     print(render(summary))
@@ -111,9 +115,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "targets": targets,
         "runs": runs,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(document, indent=1, default=str))
+    _write(args.json, document)
     return document
+
+
+def _write(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1, default=str))
 
 
 def _brief(result: dict[str, Any]) -> str:
@@ -123,7 +131,10 @@ def _brief(result: dict[str, Any]) -> str:
         age = result["age_ms"]
         p50 = age["p50"] if age["p50"] is not None else float("nan")
         p99 = age["p99"] if age["p99"] is not None else float("nan")
-        return f"fps(min) {result['fps_min']:.1f}  age p50 {p50:.1f} p99 {p99:.1f} ms"
+        text = f"fps(min) {result['fps_min']:.1f}  age p50 {p50:.1f} p99 {p99:.1f} ms"
+        if result.get("other_cpu_pct", 0) > 15:
+            text += f"  (disturbed: other processes used {result['other_cpu_pct']:.0f}% CPU)"
+        return text
     if "ttff_ms" in result:
         return f"ttff p50 {result['ttff_ms']['p50']:.1f} max {result['ttff_ms']['max']:.1f} ms"
     if "age_ms" in result:
