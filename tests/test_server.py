@@ -7,6 +7,7 @@ ephemeral port.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import time
@@ -33,6 +34,13 @@ def wait_until(condition: Callable[[], Any], timeout_s: float, what: str) -> Any
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.02)
+
+
+def time_wait_count(port: int) -> int:
+    """Sockets in TIME_WAIT on local port ``port`` (Linux /proc/net/tcp, state 06)."""
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return sum(1 for row in rows if int(row[1].split(":")[1], 16) == port and row[3] == "06")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -68,6 +76,8 @@ def test_restart_on_same_port_right_after_stop() -> None:
         finally:
             for client in clients:
                 client.close()
+    if os.path.exists("/proc/net/tcp"):  # the situation SO_REUSEADDR is for really exists
+        assert time_wait_count(port) >= 1
     with Command(["serve", "--source", "test", "--port", str(port), *SMALL]) as second:
         assert second.wait_port() == port, second.stderr
         with Client(f"127.0.0.1:{port}", reconnect=False) as client:
