@@ -131,6 +131,11 @@ def test_file_end_is_a_clean_end_of_stream(
     assert caught.value.code == GoodbyeCode.END_OF_STREAM
     assert 1 <= len(frames) <= 8
     assert [f.seq for f in frames] == sorted(f.seq for f in frames)
+    # The server stays up; the next viewer gets the file from the start again.
+    with Client(server.url, reconnect=False, **CLIENT) as again:
+        replayed = [received.frame for received in again]
+    assert len(replayed) >= 1
+    assert replayed[0].seq > frames[-1].seq
 
 
 def test_file_loops_when_asked(running_server: Callable[..., Server], tmp_path: Path) -> None:

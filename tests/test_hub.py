@@ -127,3 +127,20 @@ def test_viewer_stats_count_what_was_sent() -> None:
         assert stats.fps > 0
 
     asyncio.run(scenario())
+
+
+def test_a_new_audience_after_the_end_starts_again() -> None:
+    async def scenario() -> None:
+        calls: list[bool] = []
+        hub = Hub(on_demand=calls.append)
+        viewer = hub.attach("native", "a")
+        hub.end("end of stream")
+        assert await viewer.next_frame() is None
+        hub.detach(viewer)
+        again = hub.attach("native", "b")  # the first viewer of a new audience
+        assert hub.ended_reason is None and calls == [True, False, True]
+        hub.publish(make_frame(9))
+        frame = await again.next_frame()
+        assert frame is not None and frame.seq == 9
+
+    asyncio.run(scenario())

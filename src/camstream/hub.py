@@ -126,9 +126,14 @@ class Hub:
         """Add a viewer; it starts with the newest frame if that frame is still fresh."""
         viewer = Viewer(kind, address)
         first = not self._viewers
+        replay = first and self.ended_reason is not None
+        if replay:
+            self.ended_reason = None  # a new audience replays an ended source
         self._viewers.add(viewer)
         if self.ended_reason is not None:
             viewer.end()
+        elif replay:
+            pass  # the last frame of the previous run is not this run's first
         elif self.latest is not None and self.latest.age_s() <= fresh_within_s:
             viewer.offer(self.latest)
         if first and self._on_demand is not None:

@@ -93,7 +93,6 @@ class Server:
         self._runner: web.AppRunner | None = None
         self._sessions: weakref.WeakSet[NativeSession] = weakref.WeakSet()
         self._capture_wanted = self.config.always_capture
-        self._capture_running = False
         self._capture_task: asyncio.Task[None] | None = None
         self._started_at = time.monotonic()
         self._bound: tuple[str, int] | None = None
@@ -197,7 +196,6 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._capture_task
         await asyncio.get_running_loop().run_in_executor(None, self._pipeline.stop)
-        self._capture_running = False
 
     @property
     def connection_count(self) -> int:
@@ -333,7 +331,12 @@ class Server:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self.hub.end, reason)
+                loop.call_soon_threadsafe(self._source_ended, reason)
+
+    def _source_ended(self, reason: str) -> None:
+        # Even with always_capture, an ended file waits for the next viewer to replay it.
+        self.hub.end(reason)
+        self._capture_wanted = False
 
     def _on_demand(self, wanted: bool) -> None:
         self._capture_wanted = wanted or self.config.always_capture
@@ -353,18 +356,20 @@ class Server:
             logger.exception("starting or stopping capture failed")
 
     async def _reconcile_capture_once(self) -> None:
+        # The pipeline's own thread is the truth: a file that ended stopped it
+        # without us, and the next viewer must be able to start it again.
         loop = asyncio.get_running_loop()
-        while self._capture_running != self._capture_wanted:
-            if self._capture_wanted:
+        while True:
+            running = self._pipeline.running
+            if self._capture_wanted and not running:
                 self.hub.restart()
                 await loop.run_in_executor(None, self._pipeline.start)
-                self._capture_running = True
-            else:
+            elif not self._capture_wanted and running:
                 await asyncio.sleep(self.config.capture_linger_s)
-                if self._capture_wanted:
-                    continue
-                await loop.run_in_executor(None, self._pipeline.stop)
-                self._capture_running = False
+                if not self._capture_wanted:
+                    await loop.run_in_executor(None, self._pipeline.stop)
+            else:
+                return
 
     # -- status ------------------------------------------------------------
 
@@ -375,7 +380,7 @@ class Server:
             source=self.source,
             pipeline=self._pipeline,
             hub=self.hub,
-            capturing=self._capture_running,
+            capturing=self._pipeline.running,
             uptime_s=time.monotonic() - self._started_at,
             connections=self.connection_count,
         )

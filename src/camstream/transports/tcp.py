@@ -24,7 +24,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from ..auth import new_nonce, verify_digest
@@ -92,6 +92,7 @@ class NativeSession(asyncio.Protocol):
         self._conn = Connection(Role.SERVER, max_payload_bytes=ctx.config.max_payload_bytes)
         self._transport: asyncio.Transport | None = None
         self._viewer: Viewer | None = None
+        self._announced: StreamInfo | None = None
         self._nonce: bytes | None = None
         self._credits = 0
         self._credit_event = asyncio.Event()
@@ -203,7 +204,9 @@ class NativeSession(asyncio.Protocol):
                 "try again later",
             )
             return
-        self._write(self._conn.send(self._ctx.stream_info()))
+        info = self._ctx.stream_info()
+        self._announced = info
+        self._write(self._conn.send(info))
         self._viewer = self._ctx.hub.attach("native", self.address)
         self._credit_event.set()
         self._spawn(self._send_frames(self._viewer), "sending frames")
@@ -227,6 +230,15 @@ class NativeSession(asyncio.Protocol):
 
     def _send_frame(self, viewer: Viewer, frame: Frame) -> None:
         assert self._transport is not None
+        announced = self._announced
+        if announced is not None and (announced.width, announced.height) != (
+            frame.width,
+            frame.height,
+        ):
+            # Capture starts on demand, so the first STREAM_INFO may not know the
+            # size yet (0x0); a file may also change it. Tell the client first.
+            self._announced = replace(announced, width=frame.width, height=frame.height)
+            self._write(self._conn.send(self._announced))
         header, payload = self._conn.send_frame(frame)
         # writelines hands both buffers to the socket without concatenating them.
         self._transport.writelines([header, payload])
