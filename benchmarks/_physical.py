@@ -173,8 +173,8 @@ def send_copy_comparison(nbytes: int, repeats: int = 30) -> dict[str, float]:
     """Cost of joining header + payload (the seed; asyncio 3.11's writelines) vs sendmsg."""
     payload = bytes(nbytes)
     header = struct.pack("<iiq", nbytes, nbytes, 0)
-    concat_ms = median_time_ms(lambda: header + payload, repeats * 10)
-    join_ms = median_time_ms(lambda: b"".join([header, payload]), repeats * 10)
+    concat_us = 1000.0 * median_time_ms(lambda: header + payload, repeats * 10)
+    join_us = 1000.0 * median_time_ms(lambda: b"".join([header, payload]), repeats * 10)
     link = _Loopback()
     try:
         parts = [header, payload]
@@ -187,8 +187,8 @@ def send_copy_comparison(nbytes: int, repeats: int = 30) -> dict[str, float]:
     finally:
         link.close()
     return {
-        "concat_ms": concat_ms,
-        "join_ms": join_ms,
+        "concat_us": concat_us,
+        "join_us": join_us,
         "sendall_concat_round_trip_ms": copy_rtt,
         "sendmsg_round_trip_ms": vec_rtt,
     }

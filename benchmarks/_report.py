@@ -170,7 +170,9 @@ def tuning_table(summary: Summary) -> str:
             for n in names
         ]
         out += _table(
-            "where the time goes: micro-benchmarks (ms, bytes)", ["item", *resolutions], rows
+            "where the time goes: micro-benchmarks (ms unless _us, bytes)",
+            ["item", *resolutions],
+            rows,
         )
     return out
 
