@@ -116,7 +116,8 @@ def test_a_slow_reader_gets_fresh_frames_not_a_backlog(server: ScriptedServer) -
             ages.append(received.age_s)
         stats = client.stats
     gaps = [b - a for a, b in itertools.pairwise(seqs)]
-    assert min(gaps) >= 1 and sum(gaps) / len(gaps) >= 2.5, seqs  # skipped, never repeated
+    # Skipped, never repeated (the server pushes ~5 frames per read; fewer on a loaded box).
+    assert min(gaps) >= 1 and sum(gaps) / len(gaps) >= 1.5, seqs
     assert max(ages) < 0.2, ages  # fresh: at most one frame interval old, plus scheduling
     assert stats.frames_dropped > 0 and stats.fps > 10
     assert stats.last_age_s is not None and stats.last_age_s < 0.2

@@ -279,11 +279,18 @@ def test_snapshot_wakes_idle_capture_and_lets_it_sleep_again(web_harness: Any) -
 
 def test_snapshot_of_an_ended_stream_is_503_with_the_reason(web_harness: Any) -> None:
     harness = web_harness()
+
+    async def attach_watcher() -> None:
+        # Someone is still watching the ended stream; with no viewer at all, a new
+        # one would replay the source instead (see test_faults).
+        harness.hub.attach("native", "watcher")
+
+    harness.call(attach_watcher())
     harness.end("end of file")
     status, _, body = get(harness.url + "/snapshot.jpg")
     assert status == 503
     assert b"end of file" in body
-    assert harness.viewer_count() == 0
+    assert harness.viewer_count() == 1
 
 
 # -- status and health ------------------------------------------------------------

@@ -1,11 +1,16 @@
 """JPEG and PNG encoding and decoding of images (BGR ``uint8`` arrays, hxwx3).
 
-Why OpenCV's codecs rather than simplejpeg or PyTurboJPEG: OpenCV is already a
-dependency, its wheels bundle libjpeg-turbo (the same SIMD code those packages
-wrap), and ``cv2.imencode``/``cv2.imdecode`` release the GIL while they work, so
-an encoder thread runs in parallel with the capture thread and the event loop.
-One more wheel would buy at most a few percent, plus another native library that
-can be missing on some platform.
+Chosen on measurements (``python benchmarks/run.py``, see the README):
+
+* **Encoding: OpenCV.** ``cv2.imencode`` is libjpeg-turbo (1.85 ms for 720p q80
+  here), releases the GIL, and is already a dependency. simplejpeg was no faster
+  at 4:2:0 and slower at its default 4:4:4.
+* **JPEG decoding: simplejpeg** (also libjpeg-turbo, GIL released, wheels for
+  Linux x86-64/ARM, macOS and Windows). In isolation it is only ~10 % faster, but
+  while streaming ``cv2.imdecode`` put every image in fresh memory: ~1,300 page
+  faults and 5.3 ms of CPU per 720p frame against 1.7 ms for simplejpeg, which
+  more than doubled what a client core could show. OpenCV stays the fallback
+  (PNG, or if simplejpeg is missing or refuses the data).
 """
 
 from __future__ import annotations
@@ -15,6 +20,11 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+
+try:
+    import simplejpeg
+except ImportError:  # pragma: no cover - a platform without its wheel still works
+    simplejpeg = None
 
 from .errors import ConfigError, DecodeError
 from .frame import Codec
@@ -110,6 +120,12 @@ def decode(data: bytes | bytearray | memoryview, codec: Codec = Codec.JPEG) -> n
         raise DecodeError(f"cannot decode an empty {name} frame")
     if _is_truncated_jpeg(data):
         raise DecodeError(f"truncated JPEG frame of {len(data)} bytes (no end-of-image marker)")
+    if simplejpeg is not None and bytes(data[:2]) == b"\xff\xd8":
+        try:
+            decoded: np.ndarray = simplejpeg.decode_jpeg(data, colorspace="BGR")
+            return decoded
+        except ValueError:
+            pass  # OpenCV decides, and words the error
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
         image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
