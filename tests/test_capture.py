@@ -24,6 +24,8 @@ WIDTH, HEIGHT = 64, 48
 class FakeCamera(Source):
     """A paced source whose image i is flat grey level i % 256; can be 'unplugged'."""
 
+    live = True  # like a real camera: read continuously, newest image wins
+
     def __init__(self, fps: float = 200.0, end_after: int | None = None) -> None:
         super().__init__()
         self.description = "fake camera"
@@ -222,7 +224,7 @@ def test_end_of_stream_calls_on_end_once_after_the_last_frame() -> None:
 
 
 def test_slow_encoder_drops_images_but_capture_keeps_going() -> None:
-    source = TestPatternSource(WIDTH, HEIGHT, fps=0)
+    source = FakeCamera(fps=400)
     sink = Collector()
     pipeline = CapturePipeline(source, SlowEncoder(0.05), sink.on_frame)
     with pipeline:
@@ -242,11 +244,23 @@ def test_slow_on_frame_does_not_slow_capture() -> None:
         time.sleep(0.05)
         sink.on_frame(frame)
 
-    pipeline = CapturePipeline(TestPatternSource(WIDTH, HEIGHT, fps=0), JpegEncoder(), slow)
+    pipeline = CapturePipeline(FakeCamera(fps=400), JpegEncoder(), slow)
     with pipeline:
         sink.wait_for("3 frames", lambda: len(sink.frames) >= 3)
     stats = pipeline.stats
     assert stats.images_dropped > 0 and stats.images_captured > 2 * len(sink.frames)
+
+
+def test_a_source_that_is_not_live_is_read_only_when_an_encoder_is_free() -> None:
+    source = TestPatternSource(WIDTH, HEIGHT, fps=0)  # unpaced: as fast as asked
+    sink = Collector()
+    pipeline = CapturePipeline(source, SlowEncoder(0.02), sink.on_frame)
+    with pipeline:
+        sink.wait_for("5 frames", lambda: len(sink.frames) >= 5)
+    stats = pipeline.stats
+    assert stats.images_dropped == 0  # nothing rendered only to be thrown away
+    assert stats.images_captured - stats.frames_encoded <= 1
+    _assert_strictly_increasing(sink.frames)
 
 
 def test_several_workers_never_deliver_out_of_order() -> None:

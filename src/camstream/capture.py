@@ -98,6 +98,7 @@ class CapturePipeline:
         self._cond = threading.Condition()  # guards the slot and _producing
         self._slot: _Pending | None = None
         self._producing = False
+        self._busy_encoders = 0
         self._deliver = threading.Lock()  # keeps on_frame calls in seq order
         self._last_delivered_seq = -1
         self._next_seq = 0  # only the capture thread touches it while running
@@ -224,6 +225,8 @@ class CapturePipeline:
             if not self._wait_for_source(stop, exc):
                 return False
         while not stop.is_set():
+            if not self.source.live and not self._wait_for_free_encoder(stop):
+                return False
             try:
                 image = self.source.read()
             except Exception as exc:  # a user's iterable can raise anything
@@ -240,6 +243,14 @@ class CapturePipeline:
                 self._capture_rate.tick()
             self._offer(image, captured_at_ns, placeholder=False)
         return False
+
+    def _wait_for_free_encoder(self, stop: threading.Event) -> bool:
+        with self._cond:
+            while self._slot is not None or self._busy_encoders >= self._workers:
+                if stop.is_set():
+                    return False
+                self._cond.wait(0.1)
+        return not stop.is_set()
 
     def _wait_for_source(self, stop: threading.Event, exc: BaseException) -> bool:
         """Send placeholders and retry the source until it opens (True) or stop (False)."""
@@ -275,7 +286,7 @@ class CapturePipeline:
         with self._cond:
             replaced = self._slot is not None
             self._slot = pending
-            self._cond.notify()
+            self._cond.notify_all()  # the capture thread may be waiting here too
         if replaced:
             with self._stats_lock:
                 self._counts["images_dropped"] += 1
@@ -290,7 +301,13 @@ class CapturePipeline:
                 if stop.is_set() or self._slot is None:
                     return
                 pending, self._slot = self._slot, None
-            self._encode_one(pending)
+                self._busy_encoders += 1
+            try:
+                self._encode_one(pending)
+            finally:
+                with self._cond:
+                    self._busy_encoders -= 1
+                    self._cond.notify_all()
 
     def _encode_one(self, pending: _Pending) -> None:
         started = time.perf_counter()

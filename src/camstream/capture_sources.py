@@ -89,6 +89,7 @@ def _video_capture(target: str | int, *args: Any) -> Any:
 class CameraSource(_CaptureSource):
     """A local camera by index (``0``) or device path (``"/dev/video0"``)."""
 
+    live = True
     _lost = "stopped delivering frames (unplugged?)"
 
     def __init__(
@@ -178,6 +179,8 @@ class FileSource(_CaptureSource):
 
 class UrlSource(_CaptureSource):
     """An RTSP or HTTP stream (or any URL FFmpeg understands); live, so not paced."""
+
+    live = True
 
     def __init__(self, url: str) -> None:
         super().__init__()

@@ -26,6 +26,11 @@ class Source(abc.ABC):
 
     description: str = "source"
     nominal_fps: float | None = None  # None: unknown or set by the device
+    # A live source (camera, network stream) produces images on its own clock and
+    # must be read continuously, or its driver hands out stale frames later. Any
+    # other source makes an image when asked, so capture asks only when an
+    # encoder is free: no image is rendered just to be dropped.
+    live: bool = False
 
     def __init__(self) -> None:
         self._wake = threading.Event()
