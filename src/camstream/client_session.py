@@ -158,8 +158,6 @@ def connect_error(url: str, exc: BaseException) -> ConnectError:
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, ssl.SSLError) and exc.reason == "WRONG_VERSION_NUMBER":
         detail = "the server does not speak TLS on this port; use camstream:// instead"
-    elif isinstance(exc, ConnectionRefusedError):
-        detail = "connection refused; is `camstream serve` running there, on that port?"
     error = ConnectError(f"cannot connect to {url}: {detail}")
     error.__cause__ = exc
     return error
