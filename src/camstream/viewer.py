@@ -288,17 +288,23 @@ def run_window(
     deadline = None if seconds is None else time.monotonic() + seconds
     with _stop_on_signals() as stop, Client(address, config=config) as client:
         window = _Window(client, address, overlay=overlay)
+        # The title comes from the name: cv2.setWindowTitle right after creating the
+        # window sometimes leaves the Qt window unpainted (seen on Xvfb under load).
+        window_name = f"{window_name} - {client.url}"
         cv2.namedWindow(window_name, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
-        with contextlib.suppress(cv2.error):
-            cv2.setWindowTitle(window_name, f"{window_name} - {client.url}")
+        shown = False  # the window is mapped some time after namedWindow, under load later
         try:
             while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
                 image = window.next_image()
                 if image is not None:
                     cv2.imshow(window_name, image)
                 key = cv2.waitKey(REFRESH_MS) & 0xFF
-                if key in QUIT_KEYS or _window_closed(window_name):
+                if key in QUIT_KEYS:
                     break
+                visible = _window_visible(window_name)
+                if shown and not visible:
+                    break  # closed with the window manager's close button
+                shown = shown or visible
         finally:
             with contextlib.suppress(cv2.error):
                 cv2.destroyWindow(window_name)
@@ -306,11 +312,11 @@ def run_window(
     return 0
 
 
-def _window_closed(name: str) -> bool:
+def _window_visible(name: str) -> bool:
     try:
-        return bool(cv2.getWindowProperty(name, cv2.WND_PROP_VISIBLE) < 1)
-    except cv2.error:
-        return True
+        return bool(cv2.getWindowProperty(name, cv2.WND_PROP_VISIBLE) >= 1)
+    except cv2.error:  # the window no longer exists
+        return False
 
 
 @dataclass
