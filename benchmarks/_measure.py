@@ -56,6 +56,26 @@ def tune_malloc() -> None:
     libc.mallopt(m_trim_threshold, 256 * 1024 * 1024)
 
 
+def nodelay_off() -> None:
+    """Experiment only: every TCP_NODELAY this process sets is turned into "off".
+
+    camstream (client and server) and asyncio turn Nagle's algorithm off on each
+    connection; this patches the standard library's ``socket.socket.setsockopt``
+    in the calling process (a benchmark server or viewer process, nothing else),
+    so no camstream internals are touched.
+    """
+    import socket
+
+    original = socket.socket.setsockopt
+
+    def setsockopt(self: socket.socket, level: int, option: int, *value: Any) -> None:
+        if level == socket.IPPROTO_TCP and option == socket.TCP_NODELAY:
+            value = (0,)
+        original(self, level, option, *value)
+
+    socket.socket.setsockopt = setsockopt  # type: ignore[method-assign,assignment]
+
+
 def proc_rss_bytes(pid: int) -> int:
     """Resident set size (VmRSS) of process ``pid`` in bytes."""
     with open(f"/proc/{pid}/status", encoding="ascii") as f:

@@ -1,10 +1,12 @@
 """The physical limit, and micro-benchmarks of where a frame's time goes.
 
 The physical limit of one frame is what no design can beat on this machine:
-encode it once (``cv2.imencode`` q80, what camstream uses), move its bytes
-over loopback once, decode it once (``cv2.imdecode``). Its age floor is the
-sum; its throughput ceiling is set by the slowest stage on one core, or by the
-sum spread over both cores, whichever is lower.
+encode it once (``cv2.imencode`` q80, what camstream uses; simplejpeg is no
+faster at 4:2:0), move its bytes over loopback once, decode it once with the
+fastest full-quality decoder available (``camstream.codec.decode``, i.e.
+simplejpeg; ``cv2.imdecode`` is slower, see :func:`codec_comparison`). Its age
+floor is the sum; its throughput ceiling is set by the slowest stage on one
+core, or by the sum spread over both cores, whichever is lower.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 import simplejpeg
 
 from _measure import median_time_ms
+from camstream.codec import decode
 from camstream.pattern import render_test_pattern
 
 CORES = 2
@@ -111,11 +114,7 @@ def physical_limit(width: int, height: int, quality: int = 80, repeats: int = 30
     encoded = [cv2.imencode(".jpg", image, params)[1].tobytes() for image in images]
     nbytes = round(statistics.fmean(len(e) for e in encoded))
     encode_ms = _cycle_ms(lambda im: cv2.imencode(".jpg", im, params), images, repeats)
-    decode_ms = _cycle_ms(
-        lambda data: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR),
-        encoded,
-        repeats,
-    )
+    decode_ms = _cycle_ms(decode, encoded, repeats)
     move_ms = transfer_ms(nbytes, repeats)
     total_ms = encode_ms + move_ms + decode_ms
     fps = min(1000.0 / encode_ms, 1000.0 / (decode_ms + move_ms), CORES * 1000.0 / total_ms)
@@ -132,7 +131,7 @@ def physical_limit(width: int, height: int, quality: int = 80, repeats: int = 30
 
 
 def codec_comparison(width: int, height: int, quality: int = 80, repeats: int = 30) -> dict:
-    """cv2 vs simplejpeg, encode and decode, on the test pattern (ms, bytes)."""
+    """cv2 vs simplejpeg vs camstream's decode, on the test pattern (ms, bytes)."""
     images = test_images(width, height)
     params = [cv2.IMWRITE_JPEG_QUALITY, quality]
     cv_data = [cv2.imencode(".jpg", im, params)[1].tobytes() for im in images]
@@ -157,6 +156,7 @@ def codec_comparison(width: int, height: int, quality: int = 80, repeats: int = 
         "decode_cv2_ms": _cycle_ms(
             lambda d: cv2.imdecode(np.frombuffer(d, np.uint8), cv2.IMREAD_COLOR), cv_data, repeats
         ),
+        "decode_camstream_ms": _cycle_ms(decode, cv_data, repeats),
         "decode_simplejpeg_ms": _cycle_ms(
             lambda d: simplejpeg.decode_jpeg(d, "BGR"), cv_data, repeats
         ),

@@ -140,7 +140,8 @@ def physical_table(summary: Summary) -> str:
         ]
         for k in keys
     ]
-    return _table("physical limit (encode + loopback + decode, one frame)", header, rows)
+    title = "physical limit (cv2 encode + loopback + camstream decode = simplejpeg, one frame)"
+    return _table(title, header, rows)
 
 
 def ttff_table(summary: Summary) -> str:

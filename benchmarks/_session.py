@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from _measure import percentiles, proc_cpu_s, proc_minor_faults, proc_rss_bytes, system_busy_s
-from _viewer import viewer_process
+from _viewer import decoder_name, viewer_process
 
 SERVE_SCRIPT = Path(__file__).with_name("_serve.py")
 _SPAWN = multiprocessing.get_context("spawn")
@@ -189,6 +189,7 @@ def summarize(
     busy_s = after["system_busy_s"] - before["system_busy_s"]
     other_cpu_s = busy_s - server_cpu_s - sum(client_cpu)
     out: dict[str, Any] = {
+        "decoder": decoder_name({"impl": spec.server["impl"], **spec.viewer}),
         "viewers": len(viewers),
         "fps_per_viewer": fps,
         "fps_min": min(fps) if fps else 0.0,

@@ -6,6 +6,10 @@ back, per viewer, one sample per decoded frame: (decoded_at_ns, age_ns, seq,
 payload bytes). The age is ``time.time_ns()`` right after decoding minus the
 frame's ``captured_at_ns`` (server and viewers share this host's clock).
 
+Viewers decode as the implementation ships: camstream's with
+``camstream.codec.decode``, the seed's with ``cv2.imdecode``; ``spec["decoder"]``
+("camstream", "cv2", "simplejpeg-fast") overrides that for experiments.
+
 The child also reads its own CPU time (``time.process_time()``, all threads) at
 the start and end of the measurement window.
 """
@@ -14,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import resource
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -30,8 +33,27 @@ def _sleep_until(t_ns: int) -> None:
         time.sleep(delay)
 
 
+DECODERS = ("camstream", "cv2", "simplejpeg-fast")
+
+
+def decoder_name(spec: dict[str, Any]) -> str:
+    """The viewer's decoder: ``spec["decoder"]``, else what that implementation ships.
+
+    camstream viewers decode with ``camstream.codec.decode`` (simplejpeg, OpenCV
+    fallback), as ``Client.read()`` does; the seed decodes with ``cv2.imdecode``.
+    """
+    name: str = spec.get("decoder") or ("cv2" if spec.get("impl") == "seed" else "camstream")
+    if name not in DECODERS:
+        raise ValueError(f"unknown decoder {name!r}; choose one of {DECODERS}")
+    return name
+
+
 def make_decoder(name: str) -> Callable[[Any], Any]:
-    if name == "simplejpeg":
+    if name == "cv2":  # exactly the seed's client
+        from seed_baseline import SeedClient
+
+        return SeedClient.decode
+    if name == "simplejpeg-fast":  # experiment: fast DCT and upsampling (lower quality)
         import simplejpeg
 
         def decode_fast(data: Any) -> Any:
@@ -47,22 +69,12 @@ def _camstream_client(spec: dict[str, Any]) -> Any:
     from camstream.client import Client
     from camstream.config import ClientConfig
 
-    if not spec.get("nodelay", True):
-        # Experiment only: undo the TCP_NODELAY the client sets on its socket.
-        original = Client._connect
-
-        def connect(self: Any) -> socket.socket:
-            sock = original(self)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
-            return sock
-
-        Client._connect = connect  # type: ignore[method-assign]
     config = ClientConfig(reconnect=False, credit_window=spec.get("credit_window", 2))
     return Client(f"127.0.0.1:{spec['port']}", config=config)
 
 
 def stream_camstream(spec: dict[str, Any], stop_ns: int, out: dict[str, Any]) -> None:
-    decode = make_decoder(spec.get("decoder", "cv2"))
+    decode = make_decoder(decoder_name(spec))
     work_s = spec.get("work_ms", 0) / 1000.0
     samples: list[Sample] = out["samples"]
     client = _camstream_client(spec)
@@ -88,7 +100,7 @@ def stream_camstream(spec: dict[str, Any], stop_ns: int, out: dict[str, Any]) ->
 def stream_seed(spec: dict[str, Any], stop_ns: int, out: dict[str, Any]) -> None:
     from seed_baseline import SeedClient
 
-    decode = make_decoder(spec.get("decoder", "cv2"))
+    decode = make_decoder(decoder_name(spec))
     work_s = spec.get("work_ms", 0) / 1000.0
     samples: list[Sample] = out["samples"]
     opened_ns = time.time_ns()
@@ -112,7 +124,7 @@ def stream_seed(spec: dict[str, Any], stop_ns: int, out: dict[str, Any]) -> None
 
 def ttff_trials(spec: dict[str, Any], out: dict[str, Any]) -> None:
     """Open a fresh client ``trials`` times; time start → first decoded frame."""
-    decode = make_decoder(spec.get("decoder", "cv2"))
+    decode = make_decoder(decoder_name(spec))
     times: list[float] = out["ttff_trials_ms"]
     for _ in range(spec["trials"]):
         started = time.perf_counter()
@@ -148,12 +160,13 @@ def viewer_process(spec: dict[str, Any], pipe: Connection) -> None:
     # Import the heavy modules before saying ready, so start-up is not measured.
     import camstream.client
     import camstream.codec  # noqa: F401
+    from _measure import nodelay_off, tune_malloc
 
     if spec.get("malloc_tuned"):
-        from _measure import tune_malloc
-
         tune_malloc()
-    make_decoder(spec.get("decoder", "cv2"))
+    if not spec.get("nodelay", True):
+        nodelay_off()  # the client sets TCP_NODELAY on its socket; this turns it off
+    make_decoder(decoder_name(spec))
     pipe.send(("ready",))
     _tag, port, go_ns, window_start_ns, window_end_ns, stop_ns = pipe.recv()
     spec = {**spec, "port": port}  # the server starts while this process imports

@@ -42,6 +42,8 @@ def test_benchmark_quick_run_writes_sane_json(tmp_path: Path) -> None:
         assert paced["errors"] == [], paced["errors"]
         assert paced["fps_min"] > 0
         assert paced["viewers"] == 1
+        # camstream viewers decode as camstream ships; the seed keeps cv2.imdecode
+        assert paced["decoder"] == {"camstream": "camstream", "seed": "cv2"}[impl]
         ages = paced["age_ms"]
         assert 0 < ages["p50"] <= ages["p95"] <= ages["p99"] <= ages["max"]
         assert paced["bytes_per_frame"] > 0
