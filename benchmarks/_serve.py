@@ -11,19 +11,15 @@ with the server's counters; ``quit`` (or end of stdin) stops it.
 Options (keys of the JSON argument): ``impl`` ("camstream" or "seed"), ``width``,
 ``height``, ``fps`` (0 = unpaced), ``quality``, ``encode_workers``,
 ``credit_window_max``, ``always_capture``, ``capture_linger_s``, ``nodelay``
-(false: turn TCP_NODELAY off again after camstream turned it on),
-``malloc_tuned`` (true: see ``_measure.tune_malloc``), ``pull_source`` (true: see
-``_pull_source``).
+(false: see ``_measure.nodelay_off``), ``malloc_tuned`` (true: see
+``_measure.tune_malloc``), ``live_source`` (true: see ``_test_source``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import sys
-import threading
 from typing import Any
 
 
@@ -41,72 +37,30 @@ def _command_loop(status: Any) -> None:
             return
 
 
-def _nodelay_off() -> None:
-    """Experiment only: undo the TCP_NODELAY that camstream (and asyncio) set."""
-    from camstream.transports import tcp
+def _test_source(opts: dict[str, Any]) -> Any:
+    """The built-in test pattern; with ``live_source`` it claims to be live, like a camera.
 
-    original = tcp.NativeSession.connection_made
-
-    def connection_made(self: Any, transport: Any) -> None:
-        original(self, transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
-
-    tcp.NativeSession.connection_made = connection_made  # type: ignore[method-assign]
-
-
-def _pull_source(width: int, height: int, fps: float) -> Any:
-    """Experiment only: an unpaced test source that renders only when an encoder is idle.
-
-    camstream's capture thread reads an unpaced source as fast as it can and
-    drops what the encoder has no time for; this source instead waits until an
-    encoder has finished, which is what a pull model for unpaced sources would do.
+    camstream reads a source that is not live (the test pattern, files, iterables)
+    only when an encoder is free; a live one (``Source.live = True``: cameras, URLs)
+    is read continuously and what the encoder has no time for is dropped. The
+    experiment measures that second path with the same images.
     """
     from camstream.sources import TestPatternSource
 
-    class PullSource(TestPatternSource):
-        idle = threading.Event()
+    if opts.get("live_source"):
 
-        def read(self) -> Any:
-            self.idle.wait(0.5)
-            self.idle.clear()
-            return super().read()
+        class LiveTestPatternSource(TestPatternSource):
+            live = True
 
-    PullSource.idle.set()
-    return PullSource(width, height, fps)
-
-
-def _signal_idle(server: Any, idle: threading.Event) -> None:
-    pipeline = server._pipeline  # private: this experiment wraps the encoder
-    inner = pipeline.encoder
-
-    class SignallingEncoder:
-        codec = inner.codec
-
-        def encode(self, image: Any) -> bytes:
-            try:
-                data: bytes = inner.encode(image)
-            finally:
-                idle.set()
-            return data
-
-    pipeline.encoder = SignallingEncoder()
+        return LiveTestPatternSource(opts["width"], opts["height"], opts["fps"])
+    return TestPatternSource(opts["width"], opts["height"], opts["fps"])
 
 
 def serve_camstream(opts: dict[str, Any]) -> None:
     from camstream.server import Server
-    from camstream.sources import TestPatternSource
 
-    if not opts.get("nodelay", True):
-        _nodelay_off()
-    if opts.get("pull_source"):
-        source = _pull_source(opts["width"], opts["height"], opts["fps"])
-    else:
-        source = TestPatternSource(opts["width"], opts["height"], opts["fps"])
     server = Server(
-        source,
+        _test_source(opts),
         port=0,
         fps=opts["fps"],
         width=opts["width"],
@@ -118,8 +72,6 @@ def serve_camstream(opts: dict[str, Any]) -> None:
         capture_linger_s=opts.get("capture_linger_s", 1.0),
         max_viewers=100,
     )
-    if opts.get("pull_source"):
-        _signal_idle(server, source.idle)
     with server:
 
         def status() -> dict[str, Any]:
@@ -156,10 +108,12 @@ def serve_seed(opts: dict[str, Any]) -> None:
 
 def main() -> None:
     opts = json.loads(sys.argv[1])
-    if opts.get("malloc_tuned"):
-        from _measure import tune_malloc
+    from _measure import nodelay_off, tune_malloc
 
+    if opts.get("malloc_tuned"):
         tune_malloc()
+    if not opts.get("nodelay", True):
+        nodelay_off()
     if opts["impl"] == "seed":
         serve_seed(opts)
     else:
