@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     jobs = plan(scenarios, durations, resolutions)
     started = time.monotonic()
     runs: list[dict[str, dict[str, Any]]] = []
-    print(f"camstream benchmark: {len(jobs)} jobs x {args.repeat} repeats, {durations}", flush=True)
+    host = machine()
+    print(f"camstream benchmark: {len(jobs)} jobs x {args.repeat} repeats, {durations}")
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in host.items()), flush=True)
     for repeat in range(args.repeat):
         run: dict[str, dict[str, Any]] = {}
         for index, job in enumerate(jobs, 1):
@@ -106,9 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "durations": vars(durations),
             "scenarios": scenarios,
             "resolutions": resolutions,
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "machine": platform.machine(),
+            **host,
             "elapsed_s": round(elapsed, 1),
         },
         "summary": summary,
@@ -117,6 +117,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     _write(args.json, document)
     return document
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import cv2
+    import simplejpeg
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "opencv": cv2.__version__,
+        "simplejpeg": simplejpeg.__version__,
+    }
 
 
 def _write(path: Path, document: dict[str, Any]) -> None:
