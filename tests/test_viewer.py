@@ -29,7 +29,14 @@ from camstream.viewer import (
     display_problem,
 )
 from processes import Command, child_env, run_command, stop_cleanly
-from xvfb import _free_display_number, find_window, screenshot, xdotool, xvfb_display
+from xvfb import (
+    _free_display_number,
+    find_window,
+    press_key_until_exit,
+    screenshot,
+    xdotool,
+    xvfb_display,
+)
 
 WIDTH, HEIGHT = 320, 240
 BARS = slice(60, 100)  # rows of the pattern's colour bars, below the overlay box
@@ -215,9 +222,8 @@ def test_window_shows_the_live_stream_and_esc_quits(display: str, tmp_path: Path
         second = _poll(display, changed, 10, "a newer frame", tmp_path, process=view)
         _keep(second, "window-second.png", tmp_path)
 
-        xdotool(display, "windowfocus", "--sync", window)
-        xdotool(display, "key", "Escape")
-        assert view.wait(15) == 0, view.stderr
+        assert press_key_until_exit(display, window, "Escape", view.process) == 0, view.stderr
+        view.wait()  # the rest of its output
         assert "Traceback" not in view.stderr
         # The window is gone, not just hidden.
         assert not xdotool(display, "search", "--onlyvisible", "--name", "camstream").strip()
@@ -269,7 +275,7 @@ def test_demo_opens_a_window_on_its_own_server_and_q_quits(display: str, tmp_pat
         demo.wait_port()
         window, box = find_window(display, "camstream", timeout_s=30, size=(WIDTH, HEIGHT))
         _keep(_first_paint(display, window, box, tmp_path, demo), "demo.png", tmp_path)
-        xdotool(display, "windowfocus", "--sync", window)
-        xdotool(display, "key", "q")
-        assert demo.wait(15) == 0, demo.stderr  # the window closed and the server stopped
+        # q closes the window, and then the demo stops its server.
+        assert press_key_until_exit(display, window, "q", demo.process) == 0, demo.stderr
+        demo.wait()
         assert "Traceback" not in demo.stderr

@@ -151,14 +151,35 @@ def xdotool(display: str, *args: str, timeout_s: float = 10.0) -> str:
     """Run xdotool on ``display``; its stdout (``""`` when it finds nothing)."""
     if shutil.which("xdotool") is None:
         pytest.skip("xdotool is not installed (Debian: apt-get install xdotool)")
-    result = subprocess.run(
-        ["xdotool", *args],
-        capture_output=True,
-        timeout=timeout_s,
-        check=False,
-        env={**os.environ, "DISPLAY": display},
-    )
+    try:
+        result = subprocess.run(
+            ["xdotool", *args],
+            capture_output=True,
+            timeout=timeout_s,
+            check=False,
+            env={**os.environ, "DISPLAY": display},
+        )
+    except subprocess.TimeoutExpired:  # e.g. --sync waiting for a focus that never comes
+        return ""
     return result.stdout.decode()
+
+
+def press_key_until_exit(
+    display: str, window: str, key: str, process: subprocess.Popen[str], attempts: int = 3
+) -> int:
+    """Focus ``window``, press ``key``, and return the exit code once ``process`` ends.
+
+    The key is pressed again (up to ``attempts`` times, 5 s apart) if the process
+    is still running: on a loaded machine the focus can arrive after the key.
+    """
+    for _ in range(attempts):
+        xdotool(display, "windowfocus", "--sync", window)
+        xdotool(display, "key", key)
+        try:
+            return process.wait(5)
+        except subprocess.TimeoutExpired:
+            continue
+    raise AssertionError(f"pressing {key} {attempts} times did not end the window's process")
 
 
 def find_window(
