@@ -283,6 +283,11 @@ class CapturePipeline:
     def _offer(self, image: np.ndarray, captured_at_ns: int, *, placeholder: bool) -> None:
         pending = _Pending(self._next_seq, captured_at_ns, image, placeholder)
         self._next_seq += 1
+        if not self.source.live and self._workers == 1:
+            # The capture thread waited for the encoder to be free anyway, so it
+            # encodes itself: one thread hand-off less on every frame's path.
+            self._encode_one(pending)
+            return
         with self._cond:
             replaced = self._slot is not None
             self._slot = pending
