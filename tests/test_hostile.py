@@ -67,10 +67,12 @@ def read_until_closed(sock: socket.socket, timeout_s: float) -> bytes:
 
 
 def is_closed_by_peer(sock: socket.socket) -> bool:
-    """True once the server has closed ``sock`` (non-blocking peek; pending data is kept)."""
+    """True once the server has closed ``sock``; reads (and drops) what it said before."""
     sock.setblocking(False)
     try:
-        return sock.recv(1, socket.MSG_PEEK) == b""
+        while sock.recv(65536):
+            pass  # e.g. the GOODBYE that precedes the server's FIN
+        return True
     except BlockingIOError:
         return False
     except ConnectionResetError:

@@ -93,6 +93,7 @@ class NativeSession(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._viewer: Viewer | None = None
         self._announced: StreamInfo | None = None
+        self._peer_eof = False
         self._nonce: bytes | None = None
         self._credits = 0
         self._credit_event = asyncio.Event()
@@ -139,6 +140,7 @@ class NativeSession(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         logger.debug("%s: the client closed the connection", self.address)
+        self._peer_eof = True
         self._close()
         return None
 
@@ -291,16 +293,24 @@ class NativeSession(asyncio.Protocol):
         transport.write(data)
 
     def _close(self) -> None:
+        first = not self._closing
         self._closing = True
         self._credit_event.set()
         self._writable.set()
         transport = self._transport
-        if transport is not None and not transport.is_closing():
-            transport.close()
-            # close() waits for the buffer to drain, forever if the peer never reads.
-            self._abort_timer = asyncio.get_running_loop().call_later(
-                CLOSE_GRACE_S, transport.abort
-            )
+        if transport is None or transport.is_closing():
+            return
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+        # Either way, a peer that never reads or never closes is cut after the grace.
+        self._abort_timer = asyncio.get_running_loop().call_later(CLOSE_GRACE_S, transport.abort)
+        if first and not self._peer_eof and transport.can_write_eof():
+            # Half-close and wait for the peer's FIN. Closing outright while its
+            # credits are still arriving makes the kernel answer with RST, and an
+            # RST can destroy our GOODBYE in the peer's receive buffer unread.
+            transport.write_eof()
+            return
+        transport.close()
 
     def _internal_error(self, doing: str) -> None:
         logger.exception("%s: unexpected error while %s; closing this session", self.address, doing)
