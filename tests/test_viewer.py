@@ -198,13 +198,23 @@ def _start_server(port: int = 0) -> Server:
     return Server("test", host="127.0.0.1", port=port, width=WIDTH, height=HEIGHT, fps=20)
 
 
+def _find_viewer_window(display: str, view: Command) -> tuple[str, tuple[int, int, int, int]]:
+    """find_window, but a failure also says whether the viewer exited, and what it said."""
+    try:
+        return find_window(display, "camstream", timeout_s=30, size=(WIDTH, HEIGHT))
+    except AssertionError as exc:
+        state = view.process.poll()
+        said = "".join(view.stderr_lines)[-2000:]
+        raise AssertionError(f"{exc}; viewer exit status {state}; its stderr: {said!r}") from None
+
+
 def test_window_shows_the_live_stream_and_esc_quits(display: str, tmp_path: Path) -> None:
     with (
         _start_server() as server,
         Command(["view", f"127.0.0.1:{server.port}"], env=child_env(display)) as view,
     ):
         # Sized to the stream: no toolbar or status bar around the picture.
-        window, box = find_window(display, "camstream", timeout_s=30, size=(WIDTH, HEIGHT))
+        window, box = _find_viewer_window(display, view)
         assert f"127.0.0.1:{server.port}" in xdotool(display, "getwindowname", window)
         first = _first_paint(display, window, box, tmp_path, view)
         _keep(first, "window-first.png", tmp_path)
@@ -236,7 +246,7 @@ def test_window_says_reconnecting_and_recovers_then_sigterm_exits_0(
     port = server.port
     with Command(["view", f"127.0.0.1:{port}"], env=child_env(display)) as view:
         try:
-            window, box = find_window(display, "camstream", timeout_s=30, size=(WIDTH, HEIGHT))
+            window, box = _find_viewer_window(display, view)
             _first_paint(display, window, box, tmp_path, view)
 
             def live() -> np.ndarray | None:
@@ -273,7 +283,7 @@ def test_demo_opens_a_window_on_its_own_server_and_q_quits(display: str, tmp_pat
     args = ["demo", "--source", "test", "--port", "0", "--width", "320", "--height", "240"]
     with Command(args, env=child_env(display)) as demo:
         demo.wait_port()
-        window, box = find_window(display, "camstream", timeout_s=30, size=(WIDTH, HEIGHT))
+        window, box = _find_viewer_window(display, demo)
         _keep(_first_paint(display, window, box, tmp_path, demo), "demo.png", tmp_path)
         # q closes the window, and then the demo stops its server.
         assert press_key_until_exit(display, window, "q", demo.process) == 0, demo.stderr
