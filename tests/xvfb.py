@@ -41,6 +41,19 @@ def _free_display_number(start: int = 57) -> int:
     raise RuntimeError("no free X display number between :57 and :256")
 
 
+def _accepts_clients(display: str, deadline: float) -> bool:
+    """The socket file appears at bind(), before listen(): wait until a client really connects."""
+    probe = ["xdotool", "getdisplaygeometry"] if shutil.which("xdotool") else ["true"]
+    env = {**os.environ, "DISPLAY": display}
+    while time.monotonic() < deadline:
+        if os.path.exists(f"{_SOCKET_DIR}/X{display[1:]}"):
+            result = subprocess.run(probe, check=False, env=env, capture_output=True, timeout=10)
+            if result.returncode == 0:
+                return True
+        time.sleep(0.05)
+    return False
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
@@ -71,18 +84,17 @@ def xvfb_display(timeout_s: float = 10.0) -> Iterator[str]:
                 "tcp",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            # Not a pipe that nobody reads: once full, it would block the X server.
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout_s
         while process.poll() is None and time.monotonic() < deadline:
             if os.path.exists(f"{_SOCKET_DIR}/X{number}"):
                 break
             time.sleep(0.02)
-        if process.poll() is None and os.path.exists(f"{_SOCKET_DIR}/X{number}"):
+        if process.poll() is None and _accepts_clients(f":{number}", deadline):
             break
         _stop(process)
-        assert process.stderr is not None
-        process.stderr.close()
         process = None
     if process is None:
         pytest.skip(f"Xvfb did not start within {timeout_s} s")
@@ -90,8 +102,6 @@ def xvfb_display(timeout_s: float = 10.0) -> Iterator[str]:
         yield f":{number}"
     finally:
         _stop(process)
-        assert process.stderr is not None
-        process.stderr.close()
 
 
 def parse_xwd(data: bytes) -> np.ndarray:
