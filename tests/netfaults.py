@@ -34,6 +34,23 @@ from camstream.client import Client
 from camstream.errors import ConnectionClosed, RemoteProtocolError
 from camstream.protocol import Auth, Challenge, Connection, Event, Hello, Role
 
+# Server and client options that make timeouts fire in tests within a second or two.
+HANDSHAKE_S = 0.5
+HEARTBEAT_TIMEOUT_S = 1.0
+FAST: dict[str, Any] = {
+    "width": 160,
+    "height": 120,
+    "fps": 20,
+    "handshake_timeout_s": HANDSHAKE_S,
+    "heartbeat_interval_s": 0.2,
+    "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S,
+}
+CLIENT: dict[str, Any] = {
+    "heartbeat_interval_s": 0.2,
+    "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S,
+    "connect_timeout_s": 2.0,
+}
+
 
 def wait_until(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
     """Poll ``condition`` until it is truthy; fail the test after ``timeout_s``."""

@@ -29,6 +29,7 @@ from camstream.errors import ConnectionClosed
 from camstream.frame import Codec
 from camstream.protocol import Connection, Hello, Role, StreamInfo
 from camstream.server import Server
+from netfaults import wait_until
 from processes import Command, child_env, stop_cleanly
 
 WIDTH, HEIGHT = 320, 240
@@ -60,17 +61,6 @@ def read_index(image: np.ndarray) -> int:
         if centre.mean() > 128:
             index |= 1 << bit
     return index
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class RawViewer:

@@ -21,18 +21,10 @@ from camstream.errors import ConnectionClosed, SourceError
 from camstream.protocol import GoodbyeCode, StreamInfo
 from camstream.server import Server
 from camstream.sources import Source, TestPatternSource
-from netfaults import FrameLog, TcpProxy, wait_until
+from netfaults import CLIENT as SHARED_CLIENT
+from netfaults import FAST, HEARTBEAT_TIMEOUT_S, FrameLog, TcpProxy, wait_until
 
-HEARTBEAT_TIMEOUT_S = 1.0
-FAST = {
-    "width": 160,
-    "height": 120,
-    "fps": 20,
-    "handshake_timeout_s": 0.5,
-    "heartbeat_interval_s": 0.2,
-    "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S,
-}
-CLIENT = {"heartbeat_interval_s": 0.2, "heartbeat_timeout_s": 1.0, "connect_timeout_s": 1.0}
+CLIENT = {**SHARED_CLIENT, "connect_timeout_s": 1.0}
 
 
 class FlakySource(Source):

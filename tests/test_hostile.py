@@ -24,19 +24,18 @@ import pytest
 from camstream.client import Client
 from camstream.protocol import Connection, Credit, Goodbye, GoodbyeCode, Ping, Role, StreamInfo
 from camstream.server import Server
-from netfaults import FrameLog, RawPeer, open_fds, thread_count, wait_until
+from netfaults import (
+    CLIENT,
+    FAST,
+    HANDSHAKE_S,
+    HEARTBEAT_TIMEOUT_S,
+    FrameLog,
+    RawPeer,
+    open_fds,
+    thread_count,
+    wait_until,
+)
 
-HANDSHAKE_S = 0.5
-HEARTBEAT_TIMEOUT_S = 1.0
-FAST = {
-    "width": 160,
-    "height": 120,
-    "fps": 20,
-    "handshake_timeout_s": HANDSHAKE_S,
-    "heartbeat_interval_s": 0.2,
-    "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S,
-}
-CLIENT = {"heartbeat_interval_s": 0.2, "heartbeat_timeout_s": 1.0, "connect_timeout_s": 2.0}
 SLACK_S = 1.0  # scheduling slack on a busy 2-core machine
 
 

@@ -22,18 +22,9 @@ from camstream.errors import AuthenticationError, ServerFullError
 from camstream.frame import Frame
 from camstream.protocol import Auth, Challenge, Goodbye, GoodbyeCode, Ping, StreamInfo
 from camstream.server import Server
-from netfaults import RawPeer, TcpProxy, wait_until
+from netfaults import CLIENT, FAST, RawPeer, TcpProxy, wait_until
 
 TOKEN = "correct horse battery staple"
-FAST = {
-    "width": 160,
-    "height": 120,
-    "fps": 20,
-    "handshake_timeout_s": 0.5,
-    "heartbeat_interval_s": 0.2,
-    "heartbeat_timeout_s": 1.0,
-}
-CLIENT = {"heartbeat_interval_s": 0.2, "heartbeat_timeout_s": 1.0, "connect_timeout_s": 2.0}
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -20,20 +19,10 @@ from camstream.client import Client
 from camstream.errors import ConnectionClosed
 from camstream.protocol import GoodbyeCode
 from camstream.server import Server
+from netfaults import wait_until
 from processes import Command, child_env, run_command, stop_cleanly
 
 SMALL = ["--width", "320", "--height", "240"]
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def time_wait_count(port: int) -> int:

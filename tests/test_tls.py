@@ -20,17 +20,7 @@ from camstream.config import parse_address
 from camstream.errors import AuthenticationError, ConnectError, ConnectionClosed
 from camstream.protocol import Connection, Goodbye, GoodbyeCode, Hello, Role
 from camstream.server import Server
-from netfaults import self_signed_cert, wait_until
-
-FAST = {
-    "width": 160,
-    "height": 120,
-    "fps": 20,
-    "handshake_timeout_s": 0.5,
-    "heartbeat_interval_s": 0.2,
-    "heartbeat_timeout_s": 1.0,
-}
-CLIENT = {"heartbeat_interval_s": 0.2, "heartbeat_timeout_s": 1.0, "connect_timeout_s": 2.0}
+from netfaults import CLIENT, FAST, self_signed_cert, wait_until
 
 
 @pytest.fixture(scope="module")
