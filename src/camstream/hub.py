@@ -162,6 +162,3 @@ class Hub:
         self.ended_reason = reason
         for viewer in self._viewers:
             viewer.end()
-
-    def restart(self) -> None:
-        self.ended_reason = None

@@ -362,7 +362,6 @@ class Server:
         while True:
             running = self._pipeline.running
             if self._capture_wanted and not running:
-                self.hub.restart()
                 await loop.run_in_executor(None, self._pipeline.start)
             elif not self._capture_wanted and running:
                 await asyncio.sleep(self.config.capture_linger_s)
