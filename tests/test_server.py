@@ -96,6 +96,8 @@ def test_default_source_falls_back_to_test_pattern_with_one_line() -> None:
         if "camera 0" in banner:
             pytest.skip("this machine has a working camera 0")
         assert "test pattern 320x240" in banner
+        # stderr is a separate pipe: its note may be read after stdout's banner.
+        wait_until(lambda: any("camera" in line for line in server.stderr_lines), 5, "the note")
         notes = [line for line in server.stderr_lines if "camera" in line]
         assert len(notes) == 1, server.stderr
         assert "no camera found" in notes[0] and "test pattern" in notes[0]

@@ -82,6 +82,9 @@ def xvfb_display(timeout_s: float = 10.0) -> Iterator[str]:
                 f"{SCREEN[0]}x{SCREEN[1]}x24",
                 "-nolisten",
                 "tcp",
+                # Without it the server resets whenever its last client leaves (as
+                # between two tests), and a client arriving meanwhile is refused.
+                "-noreset",
             ],
             stdout=subprocess.DEVNULL,
             # Not a pipe that nobody reads: once full, it would block the X server.

@@ -297,6 +297,10 @@ class NativeSession(asyncio.Protocol):
         self._closing = True
         self._credit_event.set()
         self._writable.set()
+        if self._viewer is not None:
+            # Leave the hub now, not when the half-closed socket is finally gone.
+            self._ctx.hub.detach(self._viewer)
+            self._viewer = None
         transport = self._transport
         if transport is None or transport.is_closing():
             return
