@@ -24,7 +24,7 @@ import simplejpeg
 
 from _measure import median_time_ms
 from camstream.codec import decode
-from camstream.pattern import render_test_pattern
+from camstream.sources.pattern import render_test_pattern
 
 CORES = 2
 

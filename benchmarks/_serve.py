@@ -57,7 +57,7 @@ def _test_source(opts: dict[str, Any]) -> Any:
 
 
 def serve_camstream(opts: dict[str, Any]) -> None:
-    from camstream.server import Server
+    from camstream.server.server import Server
 
     server = Server(
         _test_source(opts),

@@ -66,7 +66,7 @@ def make_decoder(name: str) -> Callable[[Any], Any]:
 
 
 def _camstream_client(spec: dict[str, Any]) -> Any:
-    from camstream.client import Client
+    from camstream.client.threaded import Client
     from camstream.config import ClientConfig
 
     config = ClientConfig(reconnect=False, credit_window=spec.get("credit_window", 2))
@@ -158,7 +158,7 @@ def _run_one(spec: dict[str, Any], stop_ns: int, out: dict[str, Any]) -> None:
 def viewer_process(spec: dict[str, Any], pipe: Connection) -> None:
     """Child process entry: ready → wait for go → stream → send results."""
     # Import the heavy modules before saying ready, so start-up is not measured.
-    import camstream.client
+    import camstream.client.threaded
     import camstream.codec  # noqa: F401
     from _measure import nodelay_off, tune_malloc
 

@@ -1,4 +1,4 @@
-"""Throw random and mutated byte streams at camstream.protocol.Connection.
+"""Throw random and mutated byte streams at camstream.wire.protocol.Connection.
 
 Every input must end in events or a clean RemoteProtocolError: any other
 exception, a receive buffer larger than one header plus the largest body the
@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from camstream.errors import RemoteProtocolError
 from camstream.frame import Codec, Frame
-from camstream.protocol import (
+from camstream.wire.protocol import (
     HEADER_SIZE,
     MAGIC,
     PROTOCOL_VERSION,

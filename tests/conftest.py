@@ -22,7 +22,7 @@
 
 ``web_harness``
     The HTTP app (``transports.web.build_app``) alone, over a bare
-    :class:`~camstream.hub.Hub` whose frames the test publishes by hand. It
+    :class:`~camstream.server.hub.Hub` whose frames the test publishes by hand. It
     makes frame timing exact (e.g. "one frame, then nothing") without a
     capture pipeline. See :class:`WebHarness`.
 """
@@ -48,15 +48,15 @@ from aiohttp import web
 
 from camstream.config import ServerConfig
 from camstream.frame import Codec, Frame
-from camstream.hub import Hub
-from camstream.transports.web import WebContext, build_app
+from camstream.server.hub import Hub
+from camstream.server.transports.web import WebContext, build_app
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
     from playwright.sync_api import Browser, Page
 
-    from camstream.server import Server
+    from camstream.server.server import Server
 
 T = TypeVar("T")
 
@@ -66,7 +66,7 @@ def running_server() -> Iterator[Callable[..., Server]]:
     """Factory: ``running_server(source="test", **config_options) -> Server`` (started)."""
     # Imported here, not at module level, so that tests which do not need a
     # server still run while the server's dependencies are broken.
-    from camstream.server import Server
+    from camstream.server.server import Server
 
     with contextlib.ExitStack() as stack:
 

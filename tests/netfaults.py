@@ -29,10 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from camstream.auth import compute_digest
-from camstream.client import Client
+from camstream.client.threaded import Client
 from camstream.errors import ConnectionClosed, RemoteProtocolError
-from camstream.protocol import Auth, Challenge, Connection, Event, Hello, Role
+from camstream.wire.auth import compute_digest
+from camstream.wire.protocol import Auth, Challenge, Connection, Event, Hello, Role
 
 # Server and client options that make timeouts fire in tests within a second or two.
 HANDSHAKE_S = 0.5

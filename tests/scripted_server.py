@@ -23,10 +23,10 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from camstream.auth import new_nonce, verify_digest
 from camstream.errors import RemoteProtocolError
 from camstream.frame import Codec, Frame
-from camstream.protocol import (
+from camstream.wire.auth import new_nonce, verify_digest
+from camstream.wire.protocol import (
     Auth,
     Challenge,
     Connection,

@@ -10,14 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from camstream.aio_client import AsyncClient
+from camstream.client.aio import AsyncClient
 from camstream.errors import (
     AuthenticationError,
     ConnectError,
     ConnectionClosed,
     ServerFullError,
 )
-from camstream.protocol import GoodbyeCode
+from camstream.wire.protocol import GoodbyeCode
 from scripted_server import HEIGHT, WIDTH, ScriptedServer, make_image
 
 FAST: dict[str, Any] = {

@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from camstream.capture import CapturePipeline
 from camstream.codec import JpegEncoder, PngEncoder, decode
 from camstream.errors import ConfigError, SourceError
 from camstream.frame import Codec, Frame
+from camstream.server.capture import CapturePipeline
 from camstream.sources import IterableSource, Source, TestPatternSource
 
 WIDTH, HEIGHT = 64, 48

@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 import pytest
 
-from camstream.cli import build_parser, main
-from camstream.client import Client
+from camstream.app.cli import build_parser, main
+from camstream.client.threaded import Client
 from camstream.codec import decode
-from camstream.server import Server
+from camstream.server.server import Server
 from processes import Command, child_env, run_command
 
 SMALL = ["--width", "320", "--height", "240"]

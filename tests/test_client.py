@@ -14,9 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
-from camstream.capture_api import VideoCapture
-from camstream.client import Client
-from camstream.client_session import Backoff, Outcome, Session, Tracker, classify, goodbye_error
+from camstream.client.session import Session, goodbye_error
+from camstream.client.threaded import Client
+from camstream.client.tracker import Backoff, Outcome, Tracker, classify
+from camstream.client.videocapture import VideoCapture
 from camstream.config import ClientConfig
 from camstream.errors import (
     AuthenticationError,
@@ -28,7 +29,7 @@ from camstream.errors import (
     ServerFullError,
 )
 from camstream.frame import Codec, Frame
-from camstream.protocol import (
+from camstream.wire.protocol import (
     Connection,
     Credit,
     Goodbye,
@@ -38,7 +39,8 @@ from camstream.protocol import (
     Role,
     StreamInfo,
 )
-from camstream.tls import server_context
+from camstream.wire.tls import server_context
+from imaging import streaming_server
 from scripted_server import HEIGHT, WIDTH, ScriptedServer, make_image, wait_until
 
 FAST: dict[str, Any] = {
@@ -354,8 +356,7 @@ def test_session_credits_each_frame_and_maps_goodbye_after_delivering_frames() -
     data = _server_bytes(info, frame, Goodbye(GoodbyeCode.SERVER_FULL, "full"))
     items = session.receive_data(data, now=1.0)
     assert items == [info, frame]
-    server = Connection(Role.SERVER)
-    server.state = server.state.STREAMING
+    server = streaming_server()
     assert server.receive_data(session.data_to_send()) == [Credit(1, ack_seq=7)]
     with pytest.raises(ServerFullError, match="full"):
         session.check()
@@ -369,8 +370,7 @@ def test_session_pings_on_schedule_and_times_out_when_silent() -> None:
     session.poll(0.5)
     assert session.data_to_send() == b""
     session.poll(1.0)
-    server = Connection(Role.SERVER)
-    server.state = server.state.STREAMING
+    server = streaming_server()
     assert isinstance(server.receive_data(session.data_to_send())[0], Ping)
     with pytest.raises(ConnectionClosed, match="heartbeat timeout"):
         session.poll(3.0)

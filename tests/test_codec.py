@@ -7,10 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from camstream.codec import JpegEncoder, PngEncoder, decode, make_encoder, psnr
+from camstream.codec import JpegEncoder, PngEncoder, decode, make_encoder
 from camstream.errors import ConfigError, DecodeError
 from camstream.frame import Codec
-from camstream.pattern import render_test_pattern
+from camstream.sources.pattern import render_test_pattern
+from imaging import psnr
 
 
 @pytest.fixture(scope="module")

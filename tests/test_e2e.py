@@ -22,13 +22,13 @@ import cv2
 import numpy as np
 import pytest
 
-from camstream.capture_api import VideoCapture
-from camstream.client import Client
-from camstream.codec import psnr
+from camstream.client.threaded import Client
+from camstream.client.videocapture import VideoCapture
 from camstream.errors import ConnectionClosed
 from camstream.frame import Codec
-from camstream.protocol import Connection, Hello, Role, StreamInfo
-from camstream.server import Server
+from camstream.server.server import Server
+from camstream.wire.protocol import Connection, Hello, Role, StreamInfo
+from imaging import psnr
 from netfaults import wait_until
 from processes import Command, child_env, stop_cleanly
 

@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 import pytest
 
-from camstream.client import Client
+from camstream.client.threaded import Client
 from camstream.errors import ConnectionClosed, SourceError
-from camstream.protocol import GoodbyeCode, StreamInfo
-from camstream.server import Server
+from camstream.server.server import Server
 from camstream.sources import Source, TestPatternSource
+from camstream.wire.protocol import GoodbyeCode, StreamInfo
 from netfaults import CLIENT as SHARED_CLIENT
 from netfaults import FAST, HEARTBEAT_TIMEOUT_S, FrameLog, TcpProxy, wait_until
 
@@ -197,12 +197,12 @@ def test_a_failing_session_callback_costs_only_that_session(
 ) -> None:
     server = running_server("test", **FAST)
     with FrameLog(server.url, reconnect=False, **CLIENT) as viewer:
-        healthy = server._stream_info
+        healthy = server.producer.stream_info
 
         def broken() -> StreamInfo:
             raise RuntimeError("injected fault")
 
-        server._stream_info = broken  # type: ignore[method-assign]
+        server.producer.stream_info = broken  # type: ignore[method-assign]
         try:
             with (
                 Client(server.url, reconnect=False, **CLIENT) as victim,
@@ -210,7 +210,7 @@ def test_a_failing_session_callback_costs_only_that_session(
             ):
                 victim.read_frame(timeout_s=5)
         finally:
-            server._stream_info = healthy  # type: ignore[method-assign]
+            server.producer.stream_info = healthy  # type: ignore[method-assign]
         assert "injected fault" in caplog.text
         with Client(server.url, reconnect=False, **CLIENT) as later:
             later.read_frame(timeout_s=5)

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from camstream.client import Client
-from camstream.protocol import Connection, Credit, Goodbye, GoodbyeCode, Ping, Role, StreamInfo
-from camstream.server import Server
+from camstream.client.threaded import Client
+from camstream.server.server import Server
+from camstream.wire.protocol import Connection, Credit, Goodbye, GoodbyeCode, Ping, Role, StreamInfo
 from netfaults import (
     CLIENT,
     FAST,
@@ -296,7 +296,7 @@ def test_hostile_clients_never_disturb_a_good_viewer(
 def test_connections_past_the_cap_are_closed_at_once(
     running_server: Callable[..., Server], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("camstream.server.max_connections_for", lambda _viewers: 4)
+    monkeypatch.setattr("camstream.server.server.max_connections_for", lambda _viewers: 4)
     server = running_server("test", **{**FAST, "handshake_timeout_s": 3.0})
     held = [connect(server.port) for _ in range(4)]
     try:

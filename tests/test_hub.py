@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from camstream.frame import Codec, Frame
-from camstream.hub import Hub
+from camstream.server.hub import Hub
 
 
 def make_frame(seq: int, *, age_s: float = 0.0) -> Frame:

@@ -9,7 +9,7 @@ import pytest
 
 from camstream.codec import JpegEncoder
 from camstream.errors import ConfigError
-from camstream.pattern import render_placeholder, render_test_pattern
+from camstream.sources.pattern import render_placeholder, render_test_pattern
 
 
 @pytest.mark.parametrize(("width", "height"), [(1280, 720), (320, 240), (16, 16), (101, 57)])

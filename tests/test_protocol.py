@@ -7,10 +7,10 @@ import tracemalloc
 
 import pytest
 
-from camstream.auth import compute_digest, new_nonce, verify_digest
 from camstream.errors import LocalProtocolError, RemoteProtocolError
 from camstream.frame import Codec, Frame
-from camstream.protocol import (
+from camstream.wire.auth import compute_digest, new_nonce, verify_digest
+from camstream.wire.protocol import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     HEADER,
     HEADER_SIZE,
@@ -667,12 +667,3 @@ def test_events_before_a_goodbye_in_the_same_chunk_can_still_be_answered() -> No
     assert server.receive_data(client.send(Goodbye(GoodbyeCode.NORMAL))) == [
         Goodbye(GoodbyeCode.NORMAL)
     ]
-
-
-def test_state_can_be_forced_for_tests() -> None:
-    server = Connection(Role.SERVER)
-    server.state = State.STREAMING
-    assert server.receive_data(streaming_pair()[0].send(Credit(2))) == [Credit(2)]
-    server.state = State.ERROR
-    with pytest.raises(RemoteProtocolError):
-        server.receive_data(b"")

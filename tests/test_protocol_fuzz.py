@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from camstream.errors import RemoteProtocolError
 from camstream.frame import Codec, Frame
-from camstream.protocol import (
+from camstream.wire.protocol import (
     HEADER_SIZE,
     MAX_REASON_BYTES,
     Connection,

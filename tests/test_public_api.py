@@ -48,3 +48,26 @@ def test_bad_options_raise_config_error_naming_the_option() -> None:
             assert next(iter(bad)) in str(exc)
         else:
             raise AssertionError(f"{bad} was accepted")
+
+
+def test_timeouts_and_misuse_are_in_the_tree_and_builtin_kinds() -> None:
+    # One `except CamstreamError` is enough, and callers that catch the built-ins still work.
+    assert issubclass(camstream.CamstreamTimeoutError, camstream.CamstreamError)
+    assert issubclass(camstream.CamstreamTimeoutError, TimeoutError)
+    assert issubclass(camstream.UsageError, camstream.CamstreamError)
+    assert issubclass(camstream.UsageError, RuntimeError)
+
+
+def test_reading_an_unopened_client_is_a_usage_error() -> None:
+    client = camstream.Client("127.0.0.1:9", reconnect=False)
+    try:
+        client.read(timeout_s=0.01)
+    except camstream.UsageError as exc:
+        assert "open()" in str(exc)
+    else:
+        raise AssertionError("reading an unopened client must raise UsageError")
+
+
+def test_remote_protocol_error_carries_its_goodbye_code() -> None:
+    assert camstream.RemoteProtocolError("bad").code == 2
+    assert camstream.RemoteProtocolError("no token", code=3).code == 3

@@ -14,14 +14,14 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from camstream import commands
-from camstream.auth import compute_digest
-from camstream.client import Client
+from camstream.app import commands
+from camstream.client.threaded import Client
 from camstream.config import ServerConfig
 from camstream.errors import AuthenticationError, ServerFullError
 from camstream.frame import Frame
-from camstream.protocol import Auth, Challenge, Goodbye, GoodbyeCode, Ping, StreamInfo
-from camstream.server import Server
+from camstream.server.server import Server
+from camstream.wire.auth import compute_digest
+from camstream.wire.protocol import Auth, Challenge, Goodbye, GoodbyeCode, Ping, StreamInfo
 from netfaults import CLIENT, FAST, RawPeer, TcpProxy, wait_until
 
 TOKEN = "correct horse battery staple"

@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 import pytest
 
-from camstream.client import Client
+from camstream.client.threaded import Client
 from camstream.errors import ConnectionClosed
-from camstream.protocol import GoodbyeCode
-from camstream.server import Server
+from camstream.server.server import Server
+from camstream.wire.protocol import GoodbyeCode
 from netfaults import wait_until
 from processes import Command, child_env, run_command, stop_cleanly
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from camstream.client import Client
+from camstream.client.threaded import Client
 from camstream.config import parse_address
 from camstream.errors import AuthenticationError, ConnectError, ConnectionClosed
-from camstream.protocol import Connection, Goodbye, GoodbyeCode, Hello, Role
-from camstream.server import Server
+from camstream.server.server import Server
+from camstream.wire.protocol import Connection, Goodbye, GoodbyeCode, Hello, Role
 from netfaults import CLIENT, FAST, self_signed_cert, wait_until
 
 

@@ -17,17 +17,18 @@ import cv2
 import numpy as np
 import pytest
 
-from camstream.client_session import ReceivedFrame
-from camstream.frame import Codec, Frame
-from camstream.pattern import render_test_pattern
-from camstream.server import Server
-from camstream.viewer import (
+from camstream.app.viewer import (
+    AGE_HISTORY,
     NO_DISPLAY_HINT,
     _put_lines,
     _status_image,
     _Tracker,
     display_problem,
 )
+from camstream.client.values import ReceivedFrame
+from camstream.frame import Codec, Frame
+from camstream.server.server import Server
+from camstream.sources.pattern import render_test_pattern
 from processes import Command, child_env, run_command, stop_cleanly
 from xvfb import (
     _free_display_number,
@@ -98,6 +99,18 @@ def test_tracker_counts_sequence_gaps_as_dropped() -> None:
     assert tracker.frames == 6
     assert tracker.dropped == 2
     assert tracker.size == (WIDTH, HEIGHT)
+
+
+def test_tracker_keeps_a_bounded_age_history_but_the_true_maximum() -> None:
+    tracker = _Tracker()
+    now_ns = time.time_ns()
+    oldest = Frame(0, now_ns - 5_000_000_000, WIDTH, HEIGHT, Codec.JPEG, b"")  # 5 s old
+    tracker.add(ReceivedFrame(oldest, now_ns))
+    for seq in range(1, AGE_HISTORY + 50):
+        frame = Frame(seq, time.time_ns(), WIDTH, HEIGHT, Codec.JPEG, b"")
+        tracker.add(ReceivedFrame(frame, now_ns))
+    assert len(tracker.ages_ms) == AGE_HISTORY
+    assert tracker.max_age_ms is not None and tracker.max_age_ms >= 5000
 
 
 # -- a real window under Xvfb -----------------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from camstream.frame import Frame
-from camstream.transports.mjpeg import BOUNDARY, CONTENT_TYPE
+from camstream.server.transports.mjpeg import BOUNDARY, CONTENT_TYPE
 from conftest import jpeg_frame
 
 DELIMITER = f"\r\n--{BOUNDARY}\r\n".encode()

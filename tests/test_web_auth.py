@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from camstream.transports import web
-from camstream.transports.web import AUTH_FAILED_TEXT
+from camstream.server.transports import web
+from camstream.server.transports.web import AUTH_FAILED_TEXT
 from conftest import wait_state
 
 if TYPE_CHECKING:

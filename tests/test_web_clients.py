@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from camstream.frame import Frame
-from camstream.protocol import Connection, Credit, Hello, Ping, Pong, Role, StreamInfo
+from camstream.wire.protocol import Connection, Credit, Hello, Ping, Pong, Role, StreamInfo
 from conftest import jpeg_frame, wait_state
 
 if TYPE_CHECKING:

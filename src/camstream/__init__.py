@@ -13,15 +13,14 @@ The public API is what ``__all__`` lists; everything else may change::
 from __future__ import annotations
 
 from ._version import __version__
-from .aio_client import AsyncClient
-from .capture_api import VideoCapture
-from .client import Client, ClientStats, ReceivedFrame
+from .client import AsyncClient, Client, ClientStats, ReceivedFrame, VideoCapture
 from .codec import decode
 from .config import ClientConfig, ServerConfig
 from .errors import (
     AddressInUseError,
     AuthenticationError,
     CamstreamError,
+    CamstreamTimeoutError,
     ConfigError,
     ConnectError,
     ConnectionClosed,
@@ -31,6 +30,7 @@ from .errors import (
     RemoteProtocolError,
     ServerFullError,
     SourceError,
+    UsageError,
 )
 from .frame import Codec, Frame
 from .server import Server
@@ -41,6 +41,7 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "CamstreamError",
+    "CamstreamTimeoutError",
     "Client",
     "ClientConfig",
     "ClientStats",
@@ -59,6 +60,7 @@ __all__ = [
     "ServerFullError",
     "Source",
     "SourceError",
+    "UsageError",
     "VideoCapture",
     "__version__",
     "decode",

@@ -15,7 +15,6 @@ Chosen on measurements (``python benchmarks/run.py``, see the README):
 
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
 import cv2
@@ -29,7 +28,7 @@ except ImportError:  # pragma: no cover - a platform without its wheel still wor
 from .errors import ConfigError, DecodeError
 from .frame import Codec
 
-__all__ = ["Encoder", "JpegEncoder", "PngEncoder", "decode", "make_encoder", "psnr"]
+__all__ = ["Encoder", "JpegEncoder", "PngEncoder", "decode", "make_encoder"]
 
 
 class Encoder(Protocol):
@@ -145,17 +144,3 @@ def _is_truncated_jpeg(data: bytes | bytearray | memoryview) -> bool:
     if bytes(data[:2]) != b"\xff\xd8":
         return False
     return b"\xff\xd9" not in bytes(data[-1024:])
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB of two same-shaped uint8 images (inf if equal).
-
-    JPEG q80 of a natural image is typically 35-45 dB; below ~25 dB the pictures
-    differ visibly.
-    """
-    if a.shape != b.shape:
-        raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
-    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
-    if mse == 0.0:
-        return math.inf
-    return 10.0 * math.log10(255.0**2 / mse)

@@ -1,7 +1,7 @@
 """The one error tree of camstream.
 
 Every exception the library raises on purpose derives from :class:`CamstreamError`.
-The library raises; only the command line (``camstream.cli``) prints and exits.
+The library raises; only the command line (``camstream.app.cli``) prints and exits.
 
 ::
 
@@ -11,12 +11,18 @@ The library raises; only the command line (``camstream.cli``) prints and exits.
     ├── DecodeError            received image bytes are not a valid picture
     ├── ProtocolError          bytes on the wire broke the protocol
     │   ├── LocalProtocolError     we were about to send something invalid (a bug)
-    │   └── RemoteProtocolError    the peer sent malformed or unexpected bytes
+    │   └── RemoteProtocolError    the peer sent malformed or unexpected bytes (carries
+    │                              the goodbye code to answer with)
     ├── ConnectError           the server cannot be reached (refused, timeout, DNS)
     ├── ConnectionClosed       the peer ended the session (carries its reason)
     │   ├── AuthenticationError    the token was missing or wrong
     │   └── ServerFullError        the server is at its viewer limit
-    └── AddressInUseError      another process holds the listening port
+    ├── AddressInUseError      another process holds the listening port
+    ├── CamstreamTimeoutError  nothing arrived in time (also a built-in TimeoutError)
+    └── UsageError             the API was used in the wrong order (also a RuntimeError),
+                               e.g. reading from a client that was never opened
+
+Catching ``CamstreamError`` catches all of them, timeouts included.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ __all__ = [
     "AddressInUseError",
     "AuthenticationError",
     "CamstreamError",
+    "CamstreamTimeoutError",
     "ConfigError",
     "ConnectError",
     "ConnectionClosed",
@@ -34,6 +41,7 @@ __all__ = [
     "RemoteProtocolError",
     "ServerFullError",
     "SourceError",
+    "UsageError",
 ]
 
 
@@ -62,7 +70,15 @@ class LocalProtocolError(ProtocolError):
 
 
 class RemoteProtocolError(ProtocolError):
-    """The peer sent malformed or out-of-order bytes. Only that connection is affected."""
+    """The peer sent malformed or out-of-order bytes. Only that connection is affected.
+
+    ``code`` is the goodbye code to answer with (docs/protocol.md, "Goodbye codes");
+    2 (``PROTOCOL_ERROR``) unless a more specific code says what is wrong.
+    """
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ConnectError(CamstreamError):
@@ -88,3 +104,11 @@ class ServerFullError(ConnectionClosed):
 
 class AddressInUseError(CamstreamError):
     """Another process really holds the port we were asked to listen on."""
+
+
+class CamstreamTimeoutError(CamstreamError, TimeoutError):
+    """Nothing arrived within the time asked for (a frame, a connection)."""
+
+
+class UsageError(CamstreamError, RuntimeError):
+    """The API was used in the wrong order, e.g. reading before ``open()``."""

@@ -6,7 +6,7 @@ import enum
 import time
 from dataclasses import dataclass
 
-__all__ = ["Codec", "Frame"]
+__all__ = ["Codec", "Frame", "SeqOrder"]
 
 
 class Codec(enum.IntEnum):
@@ -43,3 +43,26 @@ class Frame:
         """Seconds since capture, by this machine's wall clock."""
         now = time.time_ns() if now_ns is None else now_ns
         return (now - self.captured_at_ns) / 1e9
+
+
+class SeqOrder:
+    """Remembers the newest sequence number seen and rejects anything not newer.
+
+    Frames can arrive late (parallel encoders, a viewer that already got a newer
+    one); every stage that must only move forward asks this one question.
+    """
+
+    __slots__ = ("last_seq",)
+
+    def __init__(self) -> None:
+        self.last_seq = -1
+
+    def is_newer(self, seq: int) -> bool:
+        return seq > self.last_seq
+
+    def advance(self, seq: int) -> bool:
+        """Record ``seq`` if it is newer; False (and nothing recorded) otherwise."""
+        if seq <= self.last_seq:
+            return False
+        self.last_seq = seq
+        return True

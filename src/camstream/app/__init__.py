@@ -1,0 +1,1 @@
+"""The ``camstream`` command: argument parsing, commands and the viewer."""

@@ -1,0 +1,138 @@
+"""A drop-in for ``cv2.VideoCapture`` that reads a camstream stream.
+
+Existing OpenCV loops keep working unchanged::
+
+    cap = VideoCapture("camstream://192.168.1.5:8080")
+    while cap.isOpened():
+        ok, image = cap.read()
+
+Unlike OpenCV's network capture, ``read()`` always returns the newest frame
+(frames the loop was too slow for are dropped, not queued), and, like OpenCV,
+network trouble shows up as ``(False, None)`` rather than an exception.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import cv2
+
+from ..config import StreamAddress
+from ..errors import CamstreamError, DecodeError
+from ..frame import Frame
+from .threaded import Client
+from .values import Image, ReceivedFrame
+
+__all__ = ["VideoCapture"]
+
+
+class VideoCapture:
+    """cv2.VideoCapture look-alike; ``client_options`` go to :class:`camstream.Client`.
+
+    The constructor waits up to ``timeout_s`` for the first connection. If that
+    fails, :meth:`isOpened` is False and :attr:`last_error` says why.
+    """
+
+    def __init__(
+        self, address: str | StreamAddress, *, timeout_s: float = 5.0, **client_options: Any
+    ) -> None:
+        self._timeout_s = timeout_s
+        self._grabbed: ReceivedFrame | None = None
+        self._last_frame: Frame | None = None
+        self._error: str | None = None
+        self._client: Client | None = Client(address, **client_options).open()
+        try:
+            self._client.wait_connected(timeout_s)
+        except CamstreamError as exc:
+            self._error = str(exc)
+            self.release()
+
+    def isOpened(self) -> bool:
+        return self._client is not None and self._client.state != "closed"
+
+    def grab(self) -> bool:
+        """Wait up to ``timeout_s`` for a frame newer than the last one; don't decode it."""
+        if self._client is None:
+            return False
+        try:
+            self._grabbed = self._client.read_received(self._timeout_s)
+        except CamstreamError as exc:
+            self._error = str(exc)
+            self._grabbed = None
+            return False
+        self._last_frame = self._grabbed.frame
+        return True
+
+    def retrieve(self) -> tuple[bool, Image | None]:
+        """Decode the frame from the last successful :meth:`grab`."""
+        if self._grabbed is None:
+            return False, None
+        try:
+            return True, self._grabbed.image
+        except DecodeError as exc:
+            self._error = str(exc)
+            return False, None
+
+    def read(self) -> tuple[bool, Image | None]:
+        """``(True, image)`` with the newest image, or ``(False, None)``."""
+        if not self.grab():
+            return False, None
+        return self.retrieve()
+
+    def get(self, prop_id: int) -> float:
+        """Width, height, fps and position (last frame's seq); 0.0 for anything else."""
+        info = self._client.stream_info if self._client is not None else None
+        frame = self._last_frame
+        if prop_id == cv2.CAP_PROP_FRAME_WIDTH:
+            return float(frame.width if frame else info.width if info else 0)
+        if prop_id == cv2.CAP_PROP_FRAME_HEIGHT:
+            return float(frame.height if frame else info.height if info else 0)
+        if prop_id == cv2.CAP_PROP_FPS:
+            return float(info.fps) if info else 0.0
+        if prop_id == cv2.CAP_PROP_POS_FRAMES:
+            return float(frame.seq) if frame else 0.0
+        return 0.0
+
+    def set(self, prop_id: int, value: float) -> bool:
+        """Nothing can be set on a remote stream; False, as OpenCV says for unsupported."""
+        return False
+
+    def release(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self._grabbed = None
+
+    @property
+    def last_frame(self) -> Frame | None:
+        """Metadata (seq, capture time, size) of the last frame grabbed."""
+        return self._last_frame
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last open/read failed, since read() itself only says False."""
+        return self._error
+
+    @property
+    def client(self) -> Client | None:
+        """The underlying client (for stats), or None after release()."""
+        return self._client
+
+    def __enter__(self) -> VideoCapture:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        # OpenCV releases on garbage collection too; do the same so a forgotten
+        # capture does not keep its thread and socket.
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.close()

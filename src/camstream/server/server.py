@@ -1,0 +1,315 @@
+"""The camstream server: source → capture pipeline → hub → transports, on one port.
+
+One listening socket serves both protocols. The first bytes of a connection
+decide: ``CS`` is a native camstream client, anything else goes to the aiohttp
+application (browsers, VLC, ffmpeg, ``cv2.VideoCapture("http://…")``).
+
+Three ways to run it::
+
+    Server(source="test").serve_forever()        # blocking, Ctrl-C to stop
+
+    with Server(source=frames, port=0) as server:  # background thread
+        print(server.url)
+
+    async with Server(source="test") as server:    # inside your event loop
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import ssl
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from ..config import ServerConfig
+from ..errors import ConfigError, UsageError
+from ..sources import Source, SourceSpec, open_default_source
+from ..sources import open_source as _open_source
+from ..wire.protocol import GoodbyeCode
+from ..wire.tls import server_context
+from .hub import Hub
+from .producer import Producer
+from .status import server_status
+from .transports.listener import Listener, bind_listener, max_connections_for
+from .transports.native import NativeSession, SessionContext
+from .transports.web import WebContext, build_app
+
+__all__ = ["Server"]
+
+logger = logging.getLogger(__name__)
+
+# How long stop() lets viewers read their goodbye before cutting connections.
+_STOP_GRACE_S = 0.5
+# aiohttp: how long shutdown waits for a request handler; idle keep-alive lifetime.
+_HTTP_SHUTDOWN_TIMEOUT_S = 2.0
+_HTTP_KEEPALIVE_S = 15.0
+
+
+class Server:
+    """Streams one source to any number of native and HTTP viewers.
+
+    ``source`` is a camera index, a device path, a video file, a URL, ``"test"``,
+    ``"auto"`` (camera 0, else the test pattern), or any iterable or callable
+    yielding BGR ``uint8`` numpy images. Options are those of
+    :class:`~camstream.config.ServerConfig`.
+    """
+
+    def __init__(
+        self, source: SourceSpec = "auto", *, config: ServerConfig | None = None, **options: Any
+    ) -> None:
+        if config is not None and options:
+            raise ConfigError("pass either config= or keyword options, not both")
+        self.config = config if config is not None else ServerConfig(**options)
+        self.source_note: str | None = None
+        self.producer = Producer(self._resolve_source(source), self.config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: Listener | None = None
+        self._runner: web.AppRunner | None = None
+        self._sessions: weakref.WeakSet[NativeSession] = weakref.WeakSet()
+        self._started_at = time.monotonic()
+        self._bound: tuple[str, int] | None = None
+        self._thread: threading.Thread | None = None
+        self._stop_requested: asyncio.Event | None = None
+
+    @property
+    def source(self) -> Source:
+        return self.producer.source
+
+    @property
+    def hub(self) -> Hub:
+        return self.producer.hub
+
+    def _resolve_source(self, spec: SourceSpec) -> Source:
+        c = self.config
+        if isinstance(spec, str) and spec == "auto":
+            source, note = open_default_source(width=c.width, height=c.height, fps=c.fps)
+            self.source_note = note
+            return source
+        return _open_source(spec, width=c.width, height=c.height, fps=c.fps, loop=c.loop)
+
+    # -- addresses ---------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._bound is None:
+            raise UsageError("the server is not started: use it in a with block or call start()")
+        return self._bound[1]
+
+    @property
+    def host(self) -> str:
+        return self.config.host
+
+    @property
+    def url(self) -> str:
+        """The native address for ``camstream view`` and :class:`camstream.Client`."""
+        scheme = "camstreams" if self.config.tls else "camstream"
+        return f"{scheme}://{_url_host(self.host)}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        scheme = "https" if self.config.tls else "http"
+        return f"{scheme}://{_url_host(self.host)}:{self.port}/"
+
+    # -- async lifecycle ---------------------------------------------------
+
+    async def start(self) -> None:
+        """Check the source, bind the port and start accepting viewers."""
+        self._loop = asyncio.get_running_loop()
+        await self.producer.start()
+        ssl_context: ssl.SSLContext | None = None
+        if self.config.tls_cert is not None and self.config.tls_key is not None:
+            ssl_context = server_context(self.config.tls_cert, self.config.tls_key)
+        # The token reaches the HTTP routes through the config (config.token).
+        app = build_app(WebContext(config=self.config, hub=self.hub, status=self.status))
+        self._runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=_HTTP_SHUTDOWN_TIMEOUT_S,
+            keepalive_timeout=_HTTP_KEEPALIVE_S,
+        )
+        await self._runner.setup()
+        try:
+            sock = bind_listener(self.config.host, self.config.port)
+        except BaseException:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
+        self._bound = (self.config.host, sock.getsockname()[1])
+        self._listener = Listener(
+            sock,
+            native=self.new_native_session,
+            http=self.new_http_session,
+            ssl_context=ssl_context,
+            handshake_timeout_s=self.config.handshake_timeout_s,
+            max_connections=max_connections_for(self.config.max_viewers),
+        )
+        self._listener.start()
+        self._started_at = time.monotonic()
+        self.producer.start_capture_if_wanted()
+
+    async def stop(self) -> None:
+        """Say goodbye to viewers, stop capture, release the source and the port.
+
+        Bounded: connections that do not close by themselves within a second or
+        two (a peer that stopped reading) are cut.
+        """
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.stop_accepting()
+        for session in list(self._sessions):
+            session.goodbye(GoodbyeCode.SHUTTING_DOWN, "server shutting down")
+        self.producer.end("server shutting down")
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            try:
+                await runner.cleanup()
+            except Exception:
+                logger.exception("error while shutting the HTTP application down")
+        if listener is not None:
+            await listener.abort_all(_STOP_GRACE_S)
+        await self.producer.stop()
+
+    @property
+    def connection_count(self) -> int:
+        """Open connections of any kind, including those still in a handshake."""
+        return 0 if self._listener is None else self._listener.connection_count
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def serve(self, on_ready: Callable[[Server], None] | None = None) -> None:
+        """Run until :meth:`request_stop` (or a signal in :meth:`serve_forever`)."""
+        self._stop_requested = asyncio.Event()
+        await self.start()
+        try:
+            if on_ready is not None:
+                on_ready(self)
+            await self._stop_requested.wait()
+        finally:
+            await self.stop()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`serve` to return; safe from any thread."""
+        if self._loop is not None and self._stop_requested is not None:
+            self._loop.call_soon_threadsafe(self._stop_requested.set)
+
+    def serve_forever(self, on_ready: Callable[[Server], None] | None = None) -> None:
+        """Serve until Ctrl-C or SIGTERM; a second Ctrl-C exits at once."""
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            signals = 0
+
+            def on_signal() -> None:
+                nonlocal signals
+                signals += 1
+                if signals > 1:
+                    sys.stderr.write("camstream: forced exit\n")
+                    os._exit(130)
+                self.request_stop()
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, on_signal)
+            await self.serve(on_ready)
+
+        asyncio.run(main())
+
+    # -- background-thread lifecycle (sync context manager) -----------------
+
+    def __enter__(self) -> Server:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as exc:  # re-raised in the caller's thread
+                failure.append(exc)
+                loop.close()
+                ready.set()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+                loop.run_until_complete(self.stop())
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="camstream-server", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            raise failure[0]
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._thread is None or self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop already ended
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._thread = None
+
+    # -- wiring ------------------------------------------------------------
+
+    def new_native_session(
+        self, accepted_at: float, on_lost: Callable[[], None] | None = None
+    ) -> NativeSession:
+        ctx = SessionContext(
+            config=self.config, hub=self.hub, stream_info=self.producer.stream_info
+        )
+        session = NativeSession(ctx, accepted_at=accepted_at, on_lost=on_lost)
+        self._sessions.add(session)
+        return session
+
+    def new_http_session(self) -> asyncio.Protocol | None:
+        """aiohttp's protocol for one connection; ``None`` once the server is stopping."""
+        if self._runner is None or self._runner.server is None:
+            return None
+        protocol: asyncio.Protocol = self._runner.server()
+        return protocol
+
+    # -- status ------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-ready snapshot of the source, the pipeline and every viewer."""
+        return server_status(
+            config=self.config,
+            uptime_s=time.monotonic() - self._started_at,
+            connections=self.connection_count,
+            camera=self.producer.status(),
+        )
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):  # a wildcard bind, shown as a reachable address
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

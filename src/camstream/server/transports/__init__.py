@@ -1,0 +1,1 @@
+"""How frames leave the server: one listening port, native sessions and HTTP."""

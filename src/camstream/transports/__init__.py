@@ -1,1 +1,0 @@
-"""Ways frames leave the server: the native protocol (tcp) and HTTP/MJPEG (web)."""
