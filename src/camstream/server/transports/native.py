@@ -303,7 +303,12 @@ class NativeSession(asyncio.Protocol):
             # Half-close and wait for the peer's FIN. Closing outright while its
             # credits are still arriving makes the kernel answer with RST, and an
             # RST can destroy our GOODBYE in the peer's receive buffer unread.
-            transport.write_eof()
+            try:
+                transport.write_eof()
+            except OSError as exc:
+                # The peer vanished first (ENOTCONN, EPIPE, ECONNRESET): normal, not an error.
+                logger.debug("%s: gone before our goodbye: %s", self.address, exc)
+                transport.abort()
             return
         transport.close()
 
