@@ -35,10 +35,16 @@ def child_env(display: str | None = None, **extra: str) -> dict[str, str]:
 class Command:
     """``python -m camstream ARGS`` with its stdout and stderr collected line by line."""
 
-    def __init__(self, args: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        *,
+        python_args: Sequence[str] = ("-m", "camstream"),
+    ) -> None:
         self.args = list(args)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "camstream", *self.args],
+            [sys.executable, *python_args, *self.args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -53,7 +53,9 @@ class VanishingTransport(asyncio.Transport):
 async def _session_that_says_goodbye_to_a_vanished_peer() -> VanishingTransport:
     hub = Hub()
     info = StreamInfo(4, 2, Codec.JPEG, 30.0)
-    session = NativeSession(SessionContext(config=ServerConfig(), hub=hub, stream_info=lambda: info))
+    session = NativeSession(
+        SessionContext(config=ServerConfig(), hub=hub, stream_info=lambda: info)
+    )
     transport = VanishingTransport()
     session.connection_made(transport)
     client = Connection(Role.CLIENT)

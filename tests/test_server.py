@@ -7,16 +7,18 @@ ephemeral port.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 
 import pytest
 
 from camstream.client.threaded import Client
-from camstream.errors import ConnectionClosed
+from camstream.errors import ConnectionClosed, UsageError
 from camstream.server.server import Server
 from camstream.wire.protocol import GoodbyeCode
 from netfaults import wait_until
@@ -144,3 +146,39 @@ def test_always_capture_keeps_capturing_without_viewers(
     before = server.status()["frames_published"]
     wait_until(lambda: server.status()["frames_published"] >= before + 5, 10, "capture to go on")
     assert server.status()["capturing"] is True
+
+
+def test_entering_a_running_server_again_is_a_usage_error(
+    running_server: Callable[..., Server],
+) -> None:
+    server = running_server("test")
+    with pytest.raises(UsageError, match="already running"):
+        server.__enter__()
+
+
+def test_serve_forever_inside_async_code_says_what_to_use() -> None:
+    async def main() -> None:
+        async with Server("test", port=0) as server:
+            with pytest.raises(UsageError, match=r"await server\.serve"):
+                server.serve_forever()
+
+    asyncio.run(main())
+
+
+def test_serve_inside_async_with_waits_for_request_stop() -> None:
+    async def main() -> bool:
+        async with Server("test", port=0) as server:
+            asyncio.get_running_loop().call_later(0.2, server.request_stop)
+            await asyncio.wait_for(server.serve(), 10)
+            return server.connection_count >= 0 and server.port > 0  # still running here
+
+    assert asyncio.run(main())
+
+
+def test_serve_forever_in_a_with_block_returns_on_request_stop(
+    running_server: Callable[..., Server],
+) -> None:
+    server = running_server("test")
+    threading.Timer(0.2, server.request_stop).start()
+    server.serve_forever()  # returns instead of blocking forever
+    assert server.port > 0  # the with block, not serve_forever, stops the server

@@ -10,6 +10,7 @@ Three ways to run it::
 
     with Server(source=frames, port=0) as server:  # background thread
         print(server.url)
+        server.serve_forever()                     # optional: block until Ctrl-C
 
     async with Server(source="test") as server:    # inside your event loop
         ...
@@ -82,6 +83,7 @@ class Server:
         self._bound: tuple[str, int] | None = None
         self._thread: threading.Thread | None = None
         self._stop_requested: asyncio.Event | None = None
+        self._foreground_stop = threading.Event()
 
     @property
     def source(self) -> Source:
@@ -126,6 +128,8 @@ class Server:
 
     async def start(self) -> None:
         """Check the source, bind the port and start accepting viewers."""
+        if self._listener is not None:
+            raise UsageError("this server is already running; start it once")
         self._loop = asyncio.get_running_loop()
         await self.producer.start()
         ssl_context: ssl.SSLContext | None = None
@@ -195,23 +199,47 @@ class Server:
         await self.stop()
 
     async def serve(self, on_ready: Callable[[Server], None] | None = None) -> None:
-        """Run until :meth:`request_stop` (or a signal in :meth:`serve_forever`)."""
+        """Run until :meth:`request_stop` (or a signal in :meth:`serve_forever`).
+
+        Inside ``async with server:`` it only waits, and the block stops the server.
+        """
         self._stop_requested = asyncio.Event()
-        await self.start()
+        if self._foreground_stop.is_set():  # asked to stop before we got here
+            self._stop_requested.set()
+        started_here = self._listener is None
+        if started_here:
+            await self.start()
         try:
             if on_ready is not None:
                 on_ready(self)
             await self._stop_requested.wait()
         finally:
-            await self.stop()
+            if started_here:
+                await self.stop()
 
     def request_stop(self) -> None:
-        """Ask :meth:`serve` to return; safe from any thread."""
+        """Ask :meth:`serve` or :meth:`serve_forever` to return; safe from any thread."""
+        self._foreground_stop.set()
         if self._loop is not None and self._stop_requested is not None:
-            self._loop.call_soon_threadsafe(self._stop_requested.set)
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                self._loop.call_soon_threadsafe(self._stop_requested.set)
 
     def serve_forever(self, on_ready: Callable[[Server], None] | None = None) -> None:
-        """Serve until Ctrl-C or SIGTERM; a second Ctrl-C exits at once."""
+        """Serve until Ctrl-C or SIGTERM (or :meth:`request_stop`); a second Ctrl-C exits at once.
+
+        Works on its own, and inside ``with Server(...) as server:``, where it
+        blocks until Ctrl-C and leaves the stopping to the ``with`` block.
+        """
+        if self._thread is not None:
+            if on_ready is not None:
+                on_ready(self)
+            self._wait_in_foreground()
+            return
+        if self._loop is not None and self._loop.is_running():
+            raise UsageError(
+                "serve_forever() blocks its thread; inside async code use 'await server.serve()' "
+                "or 'async with server:'"
+            )
 
         async def main() -> None:
             loop = asyncio.get_running_loop()
@@ -232,9 +260,37 @@ class Server:
 
         asyncio.run(main())
 
+    def _wait_in_foreground(self) -> None:
+        """Block the calling thread until Ctrl-C, SIGTERM or request_stop()."""
+        presses = 0
+
+        def on_signal(signum: int, _frame: object) -> None:
+            nonlocal presses
+            presses += 1
+            if presses > 1:
+                sys.stderr.write("camstream: forced exit\n")
+                os._exit(130)
+            self._foreground_stop.set()
+
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, on_signal)
+        try:
+            # Short waits, so the main thread runs Python signal handlers promptly.
+            while not self._foreground_stop.wait(0.2):
+                if self._thread is None or not self._thread.is_alive():
+                    return
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
     # -- background-thread lifecycle (sync context manager) -----------------
 
     def __enter__(self) -> Server:
+        if self._thread is not None or self._listener is not None:
+            raise UsageError("this server is already running; enter 'with' once")
+        self._foreground_stop.clear()
         ready = threading.Event()
         failure: list[BaseException] = []
 
