@@ -23,6 +23,7 @@ from camstream.server.server import Server
 from camstream.wire.auth import compute_digest
 from camstream.wire.protocol import Auth, Challenge, Goodbye, GoodbyeCode, Ping, StreamInfo
 from netfaults import CLIENT, FAST, RawPeer, TcpProxy, wait_until
+from processes import child_env, run_command
 
 TOKEN = "correct horse battery staple"
 
@@ -73,6 +74,22 @@ def test_wrong_or_missing_token_fails_clearly(
         assert "authentication failed" in str(caught.value)
     assert time.monotonic() - started < 3
     wait_until(lambda: server.status()["viewer_count"] == 0, 5, "no viewer to be attached")
+
+
+@pytest.mark.parametrize("token", ["wrong", None])
+def test_the_cli_names_its_own_options_for_the_token(
+    running_server: Callable[..., Server], token: str | None
+) -> None:
+    server = running_server("test", token=TOKEN, **FAST)
+    args = ["snapshot", server.url, "-o", "never-written.jpg", "--timeout", "5"]
+    if token is not None:
+        args += ["--token", token]
+    env = {k: v for k, v in child_env().items() if k != "CAMSTREAM_TOKEN"}
+    result = run_command(args, env)
+    assert result.returncode == 1, result.stderr
+    assert "--token" in result.stderr and "CAMSTREAM_TOKEN" in result.stderr
+    assert "token=..." not in result.stderr  # the library's words, not the command's
+    assert "Traceback" not in result.stderr
 
 
 def test_nothing_is_sent_before_authentication(

@@ -273,6 +273,18 @@ def test_page_takes_the_token_from_the_fragment_and_never_puts_it_in_a_url(
 
 
 @pytest.mark.browser
+def test_page_takes_the_token_from_the_query_that_the_401_page_names(
+    web_harness: Any, page: Page
+) -> None:
+    harness = web_harness(auto_fps=10, token=TOKEN)
+    page.goto(f"{harness.url}/?view=1&token={TOKEN}")
+    wait_state(page, "live")
+    # The token leaves the address bar; other query fields stay.
+    assert page.evaluate("() => location.href") == f"{harness.url}/?view=1"
+    assert page.evaluate("() => sessionStorage.getItem('camstream.token')") == TOKEN
+
+
+@pytest.mark.browser
 def test_page_without_the_token_asks_for_it(web_harness: Any, page: Page) -> None:
     harness = web_harness(auto_fps=10, token=TOKEN)
     requests = record_requests(page)

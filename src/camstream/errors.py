@@ -95,7 +95,14 @@ class ConnectionClosed(CamstreamError):
 
 
 class AuthenticationError(ConnectionClosed):
-    """The server rejected our token (or we sent none and it requires one)."""
+    """The server rejected our token (or we sent none and it requires one).
+
+    ``token_sent`` tells the two apart, so a front end can say what to do.
+    """
+
+    def __init__(self, reason: str, code: int = 0, *, token_sent: bool = True) -> None:
+        super().__init__(reason, code)
+        self.token_sent = token_sent
 
 
 class ServerFullError(ConnectionClosed):

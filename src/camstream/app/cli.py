@@ -18,6 +18,7 @@ from .._version import __version__
 from ..config import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, ClientConfig, ServerConfig
 from ..errors import (
     AddressInUseError,
+    AuthenticationError,
     CamstreamError,
     ConfigError,
     ConnectError,
@@ -265,6 +266,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, SourceError, AddressInUseError) as exc:
         _error(str(exc))
         return EXIT_USAGE
+    except AuthenticationError as exc:
+        # The library's words name its API (token=...); say it in the command's terms.
+        if exc.token_sent:
+            _error(f"{exc}: check --token or {TOKEN_ENV}")
+        else:
+            _error(f"this server requires a token: pass --token TOKEN or set {TOKEN_ENV}")
+        return EXIT_FAILURE
     except ConnectError as exc:
         _error(f"{exc}. Is `camstream serve` running there, on that port?")
         return EXIT_FAILURE

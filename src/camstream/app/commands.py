@@ -20,6 +20,7 @@ from ..config import ClientConfig, ServerConfig, parse_address
 from ..errors import CamstreamError, ConnectError
 from ..frame import Codec
 from ..server.server import Server
+from .banner import banner
 from .viewer import NO_DISPLAY_HINT, display_problem, run_headless, run_window
 
 __all__ = ["banner", "demo", "serve", "snapshot", "view"]
@@ -33,26 +34,6 @@ def _say(text: str) -> None:
 def _warn(text: str) -> None:
     sys.stderr.write(f"camstream: warning: {text}\n")
     sys.stderr.flush()
-
-
-def banner(server: Server) -> str:
-    c = server.config
-    encoding = "PNG (lossless)" if c.codec is Codec.PNG else f"JPEG q{c.quality}"
-    lines = [
-        f"camstream serving {server.source.description} as {encoding}",
-        f"  native viewer : camstream view {server.url}",
-        f"  browser       : {server.http_url}",
-        f"  MJPEG stream  : {server.http_url}stream.mjpg  (VLC, ffplay, cv2.VideoCapture)",
-        f"  status        : {server.http_url}status",
-    ]
-    if c.token is not None:
-        lines.append("  authentication: token required (viewers pass --token or CAMSTREAM_TOKEN)")
-    lines.append(
-        f"  no display?   : camstream view --headless {server.url}  |  "
-        f"camstream snapshot {server.url} -o frame.jpg"
-    )
-    lines.append("Press Ctrl-C to stop.")
-    return "\n".join(lines)
 
 
 def _server_warnings(config: ServerConfig, note: str | None) -> None:

@@ -153,8 +153,10 @@ class Session:
             reason = "the server requires a token"
             self._out += self._conn.send(Goodbye(GoodbyeCode.AUTH_FAILED, reason))
             self.failure = AuthenticationError(
-                f"{reason}: set CAMSTREAM_TOKEN, pass token=..., or add ?token= to the address",
+                f"{reason}: pass token=... (ClientConfig), set CAMSTREAM_TOKEN, "
+                "or add ?token= to the address",
                 GoodbyeCode.AUTH_FAILED,
+                token_sent=False,
             )
             return
         self._out += self._conn.send(Auth(compute_digest(self._token, challenge.nonce)))

@@ -40,21 +40,33 @@
     } catch {
       // storage disabled: the token lives as long as the page
     }
-    // "#token=…" wins over a stored one; then it leaves the address bar (and
-    // so the history, bookmarks and anything copied from there).
-    const fields = location.hash.slice(1).split("&");
+    // "#token=…" or "?token=…" in the address wins over a stored one (the
+    // fragment if both); then it leaves the address bar, and so the history,
+    // bookmarks and anything copied from there. The server and its 401 page
+    // speak of "?token=", and the banner prints "#token=" (never sent to a server).
+    const fromHash = takeToken(location.hash.slice(1));
+    const fromQuery = takeToken(location.search.slice(1));
+    if (!fromHash.found && !fromQuery.found) return;
+    const search = fromQuery.rest ? `?${fromQuery.rest}` : "";
+    const hash = fromHash.rest ? `#${fromHash.rest}` : "";
+    history.replaceState(history.state, "", location.pathname + search + hash);
+    const value = fromHash.value || fromQuery.value;
+    if (value) saveToken(value);
+  }
+
+  // Splits "a=1&token=x&b=2" into the token's value and the other fields.
+  function takeToken(text) {
+    const fields = text.split("&");
     const at = fields.findIndex((field) => field.startsWith("token="));
-    if (at < 0) return;
-    let value = fields[at].slice("token=".length);
+    if (at < 0) return { found: false, value: "", rest: text };
+    let value = fields[at].slice("token=".length).replace(/\+/g, " ");
     try {
       value = decodeURIComponent(value);
     } catch {
       // not percent-encoded after all: take it as it is
     }
     fields.splice(at, 1);
-    const rest = fields.filter(Boolean).join("&");
-    history.replaceState(history.state, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
-    if (value) saveToken(value);
+    return { found: true, value, rest: fields.filter(Boolean).join("&") };
   }
 
   function saveToken(value) {
