@@ -22,7 +22,6 @@ from ..errors import (
     CamstreamError,
     ConfigError,
     ConnectError,
-    ConnectionClosed,
     SourceError,
 )
 from ..frame import Codec
@@ -263,22 +262,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except (ConfigError, SourceError, AddressInUseError) as exc:
+    except (CamstreamError, TimeoutError) as exc:
+        return _report(exc)
+
+
+def _report(exc: BaseException) -> int:
+    """One line on stderr that says what to do, and the exit code for ``exc``."""
+    if isinstance(exc, (ConfigError, SourceError, AddressInUseError)):
         _error(str(exc))
         return EXIT_USAGE
-    except AuthenticationError as exc:
+    if isinstance(exc, AuthenticationError):
         # The library's words name its API (token=...); say it in the command's terms.
         if exc.token_sent:
             _error(f"{exc}: check --token or {TOKEN_ENV}")
         else:
             _error(f"this server requires a token: pass --token TOKEN or set {TOKEN_ENV}")
-        return EXIT_FAILURE
-    except ConnectError as exc:
+    elif isinstance(exc, ConnectError):
         _error(f"{exc}. Is `camstream serve` running there, on that port?")
-        return EXIT_FAILURE
-    except (ConnectionClosed, CamstreamError, TimeoutError) as exc:
+    else:
         _error(str(exc) or type(exc).__name__)
-        return EXIT_FAILURE
+    return EXIT_FAILURE
 
 
 def _parser_for(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser:
