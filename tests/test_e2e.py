@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import re
 import signal
 import socket
 import struct
@@ -297,7 +298,10 @@ def test_viewer_and_library_reconnect_after_server_restart() -> None:
 
         first.__exit__(None, None, None)
         wait_until(lambda: client.state == "reconnecting", 10, "the client to notice")
-        index, _ = viewer.wait_for_line("reconnecting", 15)
+        index, line = viewer.wait_for_line("reconnecting", 15)
+        # The reason, and the real (growing) age of the picture, not a frozen one.
+        assert "(" in line and line.rstrip().endswith(")"), line
+        assert re.search(r"age +\d+\.\d s ", line), line
         # A frame that arrived just before the outage may still be waiting; then nothing.
         with contextlib.suppress(TimeoutError):
             client.read_frame(timeout_s=0)

@@ -8,6 +8,7 @@ code. Set CAMSTREAM_SCREENSHOTS=DIR to keep the screenshots they take.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ import pytest
 from camstream.app.viewer import (
     AGE_HISTORY,
     NO_DISPLAY_HINT,
+    _headless_line,
     _put_lines,
     _status_image,
     _Tracker,
@@ -99,6 +101,23 @@ def test_tracker_counts_sequence_gaps_as_dropped() -> None:
     assert tracker.frames == 6
     assert tracker.dropped == 2
     assert tracker.size == (WIDTH, HEIGHT)
+
+
+class _ReconnectingClient:
+    state = "reconnecting"
+
+    class stats:
+        last_error = "connection lost: [Errno 111] Connection refused"
+
+
+def test_headless_line_while_reconnecting_shows_the_reason_and_the_real_age() -> None:
+    tracker = _Tracker()
+    captured = Frame(1, time.time_ns() - 3_000_000_000, WIDTH, HEIGHT, Codec.JPEG, b"")
+    tracker.add(ReceivedFrame(captured, time.time_ns()))
+    line = _headless_line(12.0, _ReconnectingClient(), tracker)  # type: ignore[arg-type]
+    assert "reconnecting" in line
+    assert "(connection lost: [Errno 111] Connection refused)" in line
+    assert re.search(r"age +3\.0 s ", line), line  # the picture's age now, not at arrival
 
 
 def test_tracker_keeps_a_bounded_age_history_but_the_true_maximum() -> None:

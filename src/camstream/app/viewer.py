@@ -144,6 +144,7 @@ class _Tracker:
     # for days keeps a fixed amount of memory; the maximum covers the whole run.
     ages_ms: deque[float] = field(default_factory=lambda: deque(maxlen=AGE_HISTORY))
     max_age_ms: float | None = None
+    last_captured_ns: int | None = None
     size: tuple[int, int] | None = None
 
     def add(self, received: ReceivedFrame) -> float:
@@ -156,6 +157,7 @@ class _Tracker:
         age_ms = frame.age_s() * 1000
         self.ages_ms.append(age_ms)
         self.max_age_ms = age_ms if self.max_age_ms is None else max(self.max_age_ms, age_ms)
+        self.last_captured_ns = frame.captured_at_ns
         self.size = (frame.width, frame.height)
         return age_ms
 
@@ -343,6 +345,26 @@ class HeadlessReport:
     ended: str | None = None  # the server's reason, if the stream ended
 
 
+def _headless_line(elapsed_s: float, client: Client, tracker: _Tracker) -> str:
+    """One line of live stats; while not streaming, the reason and the picture's real age."""
+    state = client.state
+    if tracker.last_captured_ns is None:
+        age = "-"
+    elif state == "streaming":
+        age = f"{tracker.ages_ms[-1]:.1f} ms"
+    else:  # the last picture keeps getting older while nothing arrives
+        age = f"{(time.time_ns() - tracker.last_captured_ns) / 1e9:.1f} s"
+    res = f"{tracker.size[0]}x{tracker.size[1]}" if tracker.size else "-"
+    line = (
+        f"[{elapsed_s:6.1f}s] {state:<12} fps {tracker.rate.rate():5.1f}  "
+        f"age {age:>9}  dropped {tracker.dropped}  {res}"
+    )
+    reason = client.stats.last_error
+    if state != "streaming" and reason:
+        line += f"  ({reason})"
+    return line
+
+
 def run_headless(
     address: str,
     config: ClientConfig,
@@ -379,12 +401,7 @@ def run_headless(
             now = time.monotonic()
             if now >= next_print:
                 next_print += interval_s
-                age = f"{tracker.ages_ms[-1]:.1f} ms" if tracker.ages_ms else "-"
-                res = f"{tracker.size[0]}x{tracker.size[1]}" if tracker.size else "-"
-                print_line(
-                    f"[{now - start:6.1f}s] {client.state:<12} fps {tracker.rate.rate():5.1f}  "
-                    f"age {age:>9}  dropped {tracker.dropped}  {res}"
-                )
+                print_line(_headless_line(now - start, client, tracker))
         stats = client.stats
     elapsed = time.monotonic() - start
     ordered = sorted(tracker.ages_ms)
