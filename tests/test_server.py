@@ -14,7 +14,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from camstream.client.threaded import Client
@@ -76,12 +79,15 @@ def test_restart_on_same_port_right_after_stop() -> None:
         assert stop_cleanly(second, signal.SIGINT) == 0
 
 
-def test_port_held_by_another_process_is_a_clear_error() -> None:
+@pytest.mark.parametrize("source", ["test", "auto"])
+def test_port_held_by_another_process_is_a_clear_error(source: str) -> None:
+    # With "auto" and no camera (as in CI) a "no camera found" note exists, but it
+    # has nothing to do with the port: the error must be the only line.
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = run_command(["serve", "--source", "test", "--port", str(port), *SMALL])
+        result = run_command(["serve", "--source", source, "--port", str(port), *SMALL])
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
@@ -182,3 +188,18 @@ def test_serve_forever_in_a_with_block_returns_on_request_stop(
     threading.Timer(0.2, server.request_stop).start()
     server.serve_forever()  # returns instead of blocking forever
     assert server.port > 0  # the with block, not serve_forever, stops the server
+
+
+def test_status_right_after_start_shows_no_capture_yet(
+    running_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    # A file is probed (opened and closed) at start; that is not capture.
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 15, (64, 48))
+    for value in range(10):
+        writer.write(np.full((48, 64, 3), value * 20, np.uint8))
+    writer.release()
+    status = running_server(str(clip)).status()
+    assert status["capturing"] is False
+    assert status["images_captured"] == 0 and status["frames_encoded"] == 0
+    assert status["viewer_count"] == 0

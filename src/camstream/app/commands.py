@@ -46,10 +46,16 @@ def _server_warnings(config: ServerConfig, note: str | None) -> None:
         )
 
 
+def _announce(server: Server) -> None:
+    # Warnings come after the port is bound: a "port in use" error is then the
+    # only message, not preceded by a note about the camera it has nothing to do with.
+    _say(banner(server))
+    _server_warnings(server.config, server.source_note)
+
+
 def serve(source: str, config: ServerConfig) -> int:
     server = Server(source, config=config)
-    _server_warnings(config, server.source_note)
-    server.serve_forever(on_ready=lambda s: _say(banner(s)))
+    server.serve_forever(on_ready=_announce)
     _say("camstream: stopped")
     return 0
 
@@ -61,11 +67,11 @@ def demo(source: str, config: ServerConfig) -> int:
         _warn(f"{problem}; serving only, without a viewer window. To watch, {NO_DISPLAY_HINT}")
         return serve(source, config)
     server = Server(source, config=config)
-    _server_warnings(config, server.source_note)
     with server:
-        _say(banner(server))
+        _announce(server)
         _say("Viewer window open: Esc or q closes it and stops the demo.")
         run_window(server.url, ClientConfig(token=config.token, tls_verify=False))
+    _say("camstream: stopped")
     return 0
 
 
@@ -97,7 +103,9 @@ def view(
             f"camstream: error: cannot open a window: {problem}. Instead, {NO_DISPLAY_HINT}.\n"
         )
         return 2
-    return run_window(address, config, seconds=seconds, overlay=overlay)
+    code = run_window(address, config, seconds=seconds, overlay=overlay)
+    _say("camstream: stopped")  # as serve says it: Esc, q, Ctrl-C or the window closed
+    return code
 
 
 def _imwrite(path: str, image: np.ndarray) -> bool:
