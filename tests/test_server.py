@@ -23,7 +23,7 @@ import pytest
 from camstream.client.threaded import Client
 from camstream.errors import ConnectionClosed, UsageError
 from camstream.server.server import Server
-from camstream.wire.protocol import GoodbyeCode
+from camstream.wire.protocol import Connection, GoodbyeCode, Hello, Role
 from netfaults import wait_until
 from processes import Command, child_env, run_command, stop_cleanly
 
@@ -62,14 +62,22 @@ def test_restart_on_same_port_right_after_stop() -> None:
     """SO_REUSEADDR: the connections the server closed sit in TIME_WAIT, and that is fine."""
     with Command(["serve", "--source", "test", "--port", "0", *SMALL]) as first:
         port = first.wait_port()
-        clients = [Client(f"127.0.0.1:{port}", reconnect=False).open() for _ in range(2)]
+        # Raw peers that read to the server's FIN and only then close: the server
+        # closes first, so its side of each connection is left in TIME_WAIT (a
+        # client slow to react could otherwise be cut with a reset, leaving none).
+        peers = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
         try:
-            for client in clients:
-                client.read_frame(timeout_s=10)
-            assert stop_cleanly(first) == 0
+            for peer in peers:
+                peer.sendall(Connection(Role.CLIENT).send(Hello(8, "restart-test")))
+                assert peer.recv(65536)  # the stream has started
+            first.signal(signal.SIGTERM)
+            for peer in peers:
+                while peer.recv(65536):  # frames, the goodbye, then EOF
+                    pass
         finally:
-            for client in clients:
-                client.close()
+            for peer in peers:
+                peer.close()
+        assert first.wait(15) == 0, first.stderr
     if os.path.exists("/proc/net/tcp"):  # the situation SO_REUSEADDR is for really exists
         assert time_wait_count(port) >= 1
     with Command(["serve", "--source", "test", "--port", str(port), *SMALL]) as second:
