@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from camstream import Client
 from camstream.server.server import Server
 from processes import Command, child_env
 
@@ -30,7 +31,11 @@ def test_readme_block_runs(block: str, running_server: Callable[..., Server]) ->
     with Command([], child_env(), python_args=("-c", code)) as run:
         if "serve_forever()" in code:
             # A server example runs until Ctrl-C: it must come up, then stop cleanly.
-            run.wait_for_line("watch at", timeout_s=30)
+            _, line = run.wait_for_line("watch at", timeout_s=30)
+            port = int(re.search(r":(\d+)/", line).group(1))  # type: ignore[union-attr]
+            with Client(f"127.0.0.1:{port}", reconnect=False) as client:
+                for _ in range(5):  # the example's frames really flow
+                    client.read_frame(timeout_s=10)
             run.signal(signal.SIGINT)
         code_ = run.wait(timeout_s=60)
         assert code_ == 0, f"exit {code_}\nstdout:\n{run.stdout}\nstderr:\n{run.stderr}"

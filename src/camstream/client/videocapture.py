@@ -2,7 +2,7 @@
 
 Existing OpenCV loops keep working unchanged::
 
-    cap = VideoCapture("camstream://192.168.1.5:8080")
+    cap = VideoCapture("camstream://192.168.1.5:8080")  # or the server's http:// URL
     while cap.isOpened():
         ok, image = cap.read()
 
@@ -14,12 +14,13 @@ network trouble shows up as ``(False, None)`` rather than an exception.
 from __future__ import annotations
 
 from types import TracebackType
+from urllib.parse import parse_qs, urlencode, urlsplit
 from typing import Any
 
 import cv2
 
 from ..config import StreamAddress
-from ..errors import CamstreamError, DecodeError
+from ..errors import CamstreamError, ConfigError, DecodeError
 from ..frame import Frame
 from .threaded import Client
 from .values import Image, ReceivedFrame
@@ -41,11 +42,19 @@ class VideoCapture:
         self._grabbed: ReceivedFrame | None = None
         self._last_frame: Frame | None = None
         self._error: str | None = None
+        http_url = address if isinstance(address, str) and _is_http(address) else None
+        if http_url is not None:
+            address = native_address_for(http_url)
         self._client: Client | None = Client(address, **client_options).open()
         try:
             self._client.wait_connected(timeout_s)
         except CamstreamError as exc:
             self._error = str(exc)
+            if http_url is not None:
+                self._error += (
+                    f"; {http_url} was read as a camstream server's page (same port, native "
+                    "protocol). For another MJPEG server, use cv2.VideoCapture(url)"
+                )
             self.release()
 
     def isOpened(self) -> bool:
@@ -89,7 +98,11 @@ class VideoCapture:
         if prop_id == cv2.CAP_PROP_FRAME_HEIGHT:
             return float(frame.height if frame else info.height if info else 0)
         if prop_id == cv2.CAP_PROP_FPS:
-            return float(info.fps) if info else 0.0
+            if info is not None and info.fps > 0:
+                return float(info.fps)
+            # The source has no nominal rate (an iterable, some cameras): the rate
+            # frames actually arrive at is the honest answer, as for a live camera.
+            return float(round(self._client.stats.fps, 2)) if self._client is not None else 0.0
         if prop_id == cv2.CAP_PROP_POS_FRAMES:
             return float(frame.seq) if frame else 0.0
         return 0.0
@@ -136,3 +149,29 @@ class VideoCapture:
         client = getattr(self, "_client", None)
         if client is not None:
             client.close()
+
+
+def _is_http(address: str) -> bool:
+    return address.lower().startswith(("http://", "https://"))
+
+
+def native_address_for(url: str) -> str:
+    """``http://host:port/stream.mjpg?token=T`` → ``camstream://host:port?token=T``.
+
+    A camstream server speaks both protocols on one port, so an address copied
+    from its banner or the browser works here too, over the native protocol
+    (newest frame wins, no client-side buffering).
+    """
+    parts = urlsplit(url)
+    scheme = "camstreams" if parts.scheme.lower() == "https" else "camstream"
+    default_port = 443 if scheme == "camstreams" else 80
+    try:
+        port = parts.port or default_port
+    except ValueError as exc:
+        raise ConfigError(f"bad address {url!r}: {exc}") from None
+    if not parts.hostname:
+        raise ConfigError(f"no host in address {url!r}")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    token = parse_qs(parts.query).get("token", [None])[0]
+    query = f"?{urlencode({'token': token})}" if token else ""
+    return f"{scheme}://{host}:{port}{query}"
