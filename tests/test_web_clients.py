@@ -12,6 +12,8 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -240,3 +242,38 @@ def test_twenty_http_and_five_native_viewers_share_one_encode(running_server: An
     assert abs(encoded - captured) <= 2, (before, after)
     assert fps * window_s * 0.6 <= encoded <= fps * window_s * 1.4, encoded
     assert after["frames_published"] <= after["frames_encoded"]
+
+
+# -- lossless mode: HTTP stays JPEG ---------------------------------------------------------
+
+
+@pytest.mark.ffmpeg
+@needs_ffmpeg
+def test_png_mode_keeps_http_players_working(running_server: Any) -> None:
+    server = running_server("test", fps=15, width=WIDTH, height=HEIGHT, codec="png")
+    url = server.http_url + "stream.mjpg"
+    quiet = ["-hide_banner", "-nostdin", "-v", "error", "-xerror"]
+    decode = subprocess.run(
+        ["ffmpeg", *quiet, "-f", "mpjpeg", "-i", url, "-frames:v", "3", "-f", "framecrc", "-"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert decode.returncode == 0, decode.stderr  # not "Unexpected Content-Type: image/png"
+    assert f"#dimensions 0: {WIDTH}x{HEIGHT}" in decode.stdout.splitlines()
+
+    with urllib.request.urlopen(server.http_url + "snapshot.jpg", timeout=10) as response:
+        assert response.headers["Content-Type"] == "image/jpeg"
+        assert response.read()[:2] == b"\xff\xd8"
+    with urllib.request.urlopen(server.http_url + "snapshot.png", timeout=10) as response:
+        assert response.headers["Content-Type"] == "image/png"
+        assert response.read()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_snapshot_png_on_a_jpeg_server_says_how_to_get_one(running_server: Any) -> None:
+    server = running_server("test", fps=15, width=WIDTH, height=HEIGHT)
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(server.http_url + "snapshot.png", timeout=10)
+    assert caught.value.code == 404
+    assert "--png" in caught.value.read().decode()

@@ -88,10 +88,13 @@ def banner(server: Server) -> str:
         lines.append(f"  browser       : {page}#token={quote(c.token, safe='')}")
     else:
         lines.append(f"  browser       : {page}")
-    lines += [
-        f"  MJPEG stream  : {page}stream.mjpg  (VLC, ffplay, cv2.VideoCapture)",
-        f"  status        : {page}status",
-    ]
+    lines.append(f"  MJPEG stream  : {page}stream.mjpg  (VLC, ffplay, cv2.VideoCapture)")
+    if c.codec is Codec.PNG:
+        # Players need JPEG parts; lossless frames go over the native protocol.
+        lines.append(
+            f"                  JPEG q{c.quality} for players; lossless: {page}snapshot.png"
+        )
+    lines.append(f"  status        : {page}status")
     if c.token is not None:
         lines.append("  authentication: token required (viewers pass --token or CAMSTREAM_TOKEN)")
     if c.host in _WILDCARDS:

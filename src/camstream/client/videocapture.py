@@ -14,8 +14,8 @@ network trouble shows up as ``(False, None)`` rather than an exception.
 from __future__ import annotations
 
 from types import TracebackType
-from urllib.parse import parse_qs, urlencode, urlsplit
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import cv2
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from aiohttp import web
@@ -166,7 +167,7 @@ async def serve_stream(
     request: web.Request,
     hub: Hub,
     *,
-    codec: Codec,
+    as_jpeg: Callable[[Frame], Awaitable[Frame]],
     send_buffer_bytes: int,
     max_viewers: int,
     active: set[asyncio.Transport] | None = None,
@@ -199,12 +200,13 @@ async def serve_stream(
         # frame (capture may take a moment to wake).
         advance = b""  # the next part's header block, sent right after each body
         if wants_advance_headers(request):
-            advance = f"Content-Type: {codec.mime_type}\r\n\r\n".encode()
+            advance = f"Content-Type: {Codec.JPEG.mime_type}\r\n\r\n".encode()
         await response.write(PREAMBLE + advance)
         while True:
             frame = await _next_frame(viewer, request)
             if frame is None:
                 break
+            frame = await as_jpeg(frame)  # itself, unless the stream is lossless PNG
             head = b"" if advance else part_head(frame)
             # Separate writes, no join: the JPEG is the shared frame and is not
             # copied per viewer.

@@ -33,8 +33,9 @@ from typing import Any, Final
 from aiohttp import web
 
 from ...config import ServerConfig
-from ...frame import Frame
+from ...frame import Codec, Frame
 from ..hub import Hub
+from .jpeg_view import JpegView
 from .mjpeg import NO_CACHE_HEADERS, frame_headers, serve_stream
 
 __all__ = ["AUTH_FAILED_TEXT", "WebContext", "build_app", "fresh_frame", "health", "token_ok"]
@@ -217,12 +218,13 @@ def build_app(ctx: WebContext) -> web.Application:
     app = web.Application()
     hub, config = ctx.hub, ctx.config
     streaming: set[asyncio.Transport] = set()
+    as_jpeg = JpegView(config.quality)
 
     async def stream(request: web.Request) -> web.StreamResponse:
         return await serve_stream(
             request,
             hub,
-            codec=config.codec,
+            as_jpeg=as_jpeg,
             send_buffer_bytes=config.http_send_buffer_bytes,
             max_viewers=config.max_viewers,
             active=streaming,
@@ -243,6 +245,20 @@ def build_app(ctx: WebContext) -> web.Application:
         frame, reason = await fresh_frame(hub, request.remote or "?")
         if frame is None:
             raise web.HTTPServiceUnavailable(text=reason + "\n", headers={"Retry-After": "2"})
+        return _frame_response(await as_jpeg(frame))
+
+    async def snapshot_png(request: web.Request) -> web.StreamResponse:
+        if config.codec is not Codec.PNG:
+            raise web.HTTPNotFound(
+                text="this server streams JPEG; lossless snapshots need `camstream serve --png`"
+                " (use /snapshot.jpg)\n"
+            )
+        frame, reason = await fresh_frame(hub, request.remote or "?")
+        if frame is None:
+            raise web.HTTPServiceUnavailable(text=reason + "\n", headers={"Retry-After": "2"})
+        return _frame_response(frame)
+
+    def _frame_response(frame: Frame) -> web.Response:
         headers = {**frame_headers(frame), **NO_CACHE_HEADERS}
         del headers["Content-Length"]  # aiohttp sets it from the body
         return web.Response(body=frame.data, headers=headers)
@@ -258,6 +274,7 @@ def build_app(ctx: WebContext) -> web.Application:
         app.router.add_get(path, _static_handler(_load_static(name), content_type))
     app.router.add_get("/stream.mjpg", _require_token(config.token, stream))
     app.router.add_get("/snapshot.jpg", _require_token(config.token, snapshot))
+    app.router.add_get("/snapshot.png", _require_token(config.token, snapshot_png))
     app.router.add_get("/status", _require_token(config.token, status))
     app.router.add_get("/healthz", healthz)
     app.on_shutdown.append(end_streams)
