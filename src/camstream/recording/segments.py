@@ -25,6 +25,7 @@ about 20 bytes per frame.)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -160,9 +161,11 @@ class SegmentWriter:
                 self._container.close()  # fails again on a full disk; the file is what matters
             with contextlib.suppress(OSError):
                 self._file.close()
-        with contextlib.suppress(OSError):
-            self.size_bytes = os.path.getsize(self.path)
-        return self.info()
+        # The muxer still held the last frame given to it: say what is really on disk.
+        on_disk = probe_segment(self.path)
+        if on_disk is None:
+            return dataclasses.replace(self.info(), frames=0)
+        return on_disk
 
 
 def _start_of(container: object, path: str) -> int | None:
