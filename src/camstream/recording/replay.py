@@ -51,11 +51,18 @@ def _segment_paths(recording: str, start_ns: int | None) -> list[str]:
 def iter_recording(
     recording: str, start: str | dt.datetime | int | None = None
 ) -> Generator[tuple[int, bytes], None, None]:
-    """``(captured_at_ns, jpeg_bytes)`` from ``start`` on, unpaced, across segments."""
+    """``(captured_at_ns, jpeg_bytes)`` from ``start`` on, unpaced, across segments.
+
+    A missing recording raises SourceError here, not at the first frame.
+    """
     load_av()
     start_ns = None if start is None else _start_ns(start)
+    return _frames_of(_segment_paths(recording, start_ns), start_ns)
+
+
+def _frames_of(paths: list[str], start_ns: int | None) -> Generator[tuple[int, bytes], None, None]:
     last_ns = -1
-    for path in _segment_paths(recording, start_ns):
+    for path in paths:
         try:
             for captured_at_ns, data in iter_segment(path, start_ns):
                 if captured_at_ns >= last_ns:  # overlapping segments never go back in time
