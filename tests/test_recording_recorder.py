@@ -33,10 +33,19 @@ from recording_support import (
 S = 1_000_000_000
 
 
-def test_a_slow_disk_drops_frames_instead_of_blocking_offer(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("max_frames", "max_bytes"),
+    [(5, 10_000_000), (100, 250_000)],
+    ids=["bounded-by-frames", "bounded-by-bytes"],
+)
+def test_a_slow_disk_drops_frames_instead_of_blocking_offer(
+    tmp_path: Path, max_frames: int, max_bytes: int
+) -> None:
     disk = DiskControl()
     disk.write_delay_s = 0.02  # every write of every frame: a disk far slower than 30 fps
-    config = RecorderConfig(root_dir=str(tmp_path), queue_max_frames=5, queue_max_bytes=600_000)
+    config = RecorderConfig(
+        root_dir=str(tmp_path), queue_max_frames=max_frames, queue_max_bytes=max_bytes
+    )
     recorder = Recorder("cam", config, open_file=disk.opener())
     offer_s: list[float] = []
     tracemalloc.start()
@@ -55,8 +64,9 @@ def test_a_slow_disk_drops_frames_instead_of_blocking_offer(tmp_path: Path) -> N
     finally:
         tracemalloc.stop()
     assert stats["frames_dropped"] > 100  # the disk kept up with only a few
-    assert stats["queue_peak_frames"] <= 5 and stats["queue_peak_bytes"] <= 600_000
-    # Queued without bound, 150 frames would be 15 MB; the queue allows 0.6 MB.
+    assert stats["queue_peak_frames"] <= max_frames and stats["queue_peak_bytes"] <= max_bytes
+    assert stats["queue_peak_frames"] >= 2  # the bound was reached, not just never needed
+    # Queued without bound, 150 frames would be 15 MB; the queue allows 0.5 MB at most.
     assert peak_bytes < 3_000_000, peak_bytes
     # offer() never waited for the disk (one write alone sleeps 20 ms).
     assert sorted(offer_s)[-3] < 0.01, sorted(offer_s)[-5:]

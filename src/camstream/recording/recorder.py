@@ -4,7 +4,8 @@
 takes a lock for a few list operations and returns: the frame joins the
 writer's queue, or, when the queue is full by count or bytes (the disk is slower
 than the camera), it is dropped and counted. While not recording it goes into
-the pre-record ring instead. The writer thread alone touches the files.
+the pre-record ring instead. The writer thread alone touches the files
+(:class:`~camstream.recording.writer.SegmentSink`).
 
 A full disk (ENOSPC, EDQUOT) or another write error pauses recording: one
 warning through ``on_notice``, frames dropped (counted) while paused, a retry
@@ -14,9 +15,6 @@ and a notice when recording resumes. Streaming is never affected.
 
 from __future__ import annotations
 
-import contextlib
-import enum
-import errno
 import logging
 import os
 import threading
@@ -26,27 +24,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from ..errors import ConfigError
 from ..frame import Codec, Frame
 from ._av import load_av
 from .config import RecorderConfig, camera_directory
-from .index import SegmentIndex, SegmentInfo, rebuild_index
+from .index import SegmentInfo
 from .prerecord import PreRecordBuffer
-from .retention import select_for_deletion
-from .segments import SegmentWriter, open_segment_file, probe_segment
+from .segments import open_segment_file
+from .writer import RecorderState, SegmentSink
 
 __all__ = ["Recorder", "RecorderState"]
 
 logger = logging.getLogger(__name__)
-
-_DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
-class RecorderState(str, enum.Enum):
-    IDLE = "idle"  # not recording (on demand, or stopped); pre-record fills
-    RECORDING = "recording"
-    DISK_FULL = "disk_full"  # paused until space returns
-    WRITE_ERROR = "write_error"  # paused after another OSError; retried the same way
-    CLOSED = "closed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +55,13 @@ class Recorder:
     """Records one camera's frames into segments under ``config.root_dir/camera``.
 
     ``open()`` starts the writer thread (and, if ``config.continuous``,
-    recording); ``close()`` finishes the open segment and joins the thread.
-    ``start()``/``stop()`` switch on-demand recording. Every method is safe
-    from any thread; ``offer()`` never blocks on I/O.
+    recording); ``close()`` writes what is queued, finishes the open segment and
+    joins the thread. ``start()``/``stop()`` switch on-demand recording. Every
+    method is safe from any thread; ``offer()`` never waits for the disk.
+
+    ``on_notice(level, message)`` (a :mod:`logging` level) hears "paused: the disk
+    is full" (WARNING, once per episode) and "resumed" (INFO), on the writer
+    thread; by default they go to this module's logger.
     """
 
     def __init__(
@@ -85,13 +78,16 @@ class Recorder:
         self.camera = camera
         self.config = config
         self.directory = camera_directory(config.root_dir, camera)
-        self._notice = on_notice or logger.log
-        self._clock_ns = clock_ns
-        self._monotonic_s = monotonic_s
-        self._open_file = open_file
-        self._segment_ns = int(config.segment_s * 1e9)
-
-        self._cond = threading.Condition()  # guards everything below up to the writer's own
+        self._sink = SegmentSink(
+            camera,
+            self.directory,
+            config,
+            notice=on_notice or logger.log,
+            clock_ns=clock_ns,
+            monotonic_s=monotonic_s,
+            open_file=open_file,
+        )
+        self._cond = threading.Condition()  # guards the queue and the flags below
         self._items: deque[_Item] = deque()
         self._queue_frames = 0
         self._queue_bytes = 0
@@ -101,22 +97,10 @@ class Recorder:
         self._wanted = False
         self._closing = False
         self._thread: threading.Thread | None = None
-        self._state = RecorderState.IDLE
-        self._index = SegmentIndex()
-        self._current: SegmentInfo | None = None
-        self._last_error: str | None = None
         self._counts = dict.fromkeys(
-            ("frames_offered", "frames_written", "frames_dropped", "frames_dropped_unwritable",
-             "frames_skipped", "frames_out_of_order", "bytes_written", "segments_written",
-             "segments_deleted", "bytes_deleted", "queue_peak_frames", "queue_peak_bytes"), 0,
+            ("frames_offered", "frames_dropped", "frames_skipped", "queue_peak_frames",
+             "queue_peak_bytes"), 0,
         )  # fmt: skip
-
-        # Owned by the writer thread only.
-        self._segment: SegmentWriter | None = None
-        self._last_written_ns = -1
-        self._retry_at_s = 0.0
-        self._last_frame_s = 0.0
-        self._next_retention_s = 0.0
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -127,7 +111,12 @@ class Recorder:
                 return
             if self._closing:
                 raise RuntimeError("a closed Recorder cannot be reopened; make a new one")
-            os.makedirs(self.directory, exist_ok=True)
+            try:
+                os.makedirs(self.directory, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot create the recording directory {self.directory!r}: {exc.strerror}"
+                ) from exc
             self._thread = threading.Thread(
                 target=self._run, name=f"camstream-record-{self.camera}", daemon=True
             )
@@ -140,7 +129,6 @@ class Recorder:
         with self._cond:
             self._closing = True
             self._wanted = False
-            self._items.append(_Stop())
             self._cond.notify_all()
             thread = self._thread
         if thread is not None:
@@ -212,20 +200,11 @@ class Recorder:
 
     def segments(self) -> list[SegmentInfo]:
         """Every segment on disk, oldest first, including the one being written."""
-        with self._cond:
-            listed = list(self._index)
-            if self._current is not None:
-                listed.append(self._current)
-        return listed
+        return self._sink.segments()
 
     def find(self, t_ns: int) -> SegmentInfo | None:
         """The segment holding wall-clock time ``t_ns`` (ns since the epoch), if any."""
-        with self._cond:
-            found = self._index.find(t_ns)
-            current = self._current
-        if found is None and current is not None and current.start_ns <= t_ns <= current.end_ns:
-            return current
-        return found
+        return self._sink.find(t_ns)
 
     def segment_path(self, name: str) -> str | None:
         """The path of the segment called ``name`` (a download), or None: never a free path."""
@@ -235,199 +214,52 @@ class Recorder:
         return None
 
     def stats(self) -> dict[str, Any]:
-        """A JSON-ready snapshot for ``/status``."""
+        """A JSON-ready snapshot for ``/status``.
+
+        ``frames_dropped``: the queue was full (the disk is too slow);
+        ``frames_dropped_unwritable``: recording was paused by a full disk or a
+        write error; ``frames_skipped``: placeholders and non-JPEG frames.
+        """
+        sink = self._sink.snapshot()
         with self._cond:
-            segments = [*self._index, *([self._current] if self._current else [])]
             return {
-                "state": self._state.value,
+                "state": sink.pop("state"),
                 "recording": self._wanted,
                 "directory": self.directory,
                 **self._counts,
+                **sink,
                 "queue_frames": self._queue_frames,
                 "queue_bytes": self._queue_bytes,
                 "prerecord_frames": len(self._prerecord),
                 "prerecord_bytes": self._prerecord.bytes,
-                "current_segment": self._current.name if self._current else None,
-                "segments": len(segments),
-                "total_bytes": sum(s.size_bytes for s in segments),
-                "last_error": self._last_error,
             }
 
     # -- writer thread ------------------------------------------------------------
 
     def _run(self) -> None:
-        index = rebuild_index(self.directory, probe_segment)
-        with self._cond:
-            self._index = index
-        self._apply_retention()
+        sink = self._sink
+        sink.load()
         while True:
             with self._cond:
                 if not self._items:
                     if self._closing:
                         break
-                    self._cond.wait(self._wait_s())
+                    self._cond.wait(sink.wait_s())
                 item = self._items.popleft() if self._items else None
                 if isinstance(item, Frame):
                     self._queue_frames -= 1
                     self._queue_bytes -= len(item.data)
             try:
-                self._handle(item)
+                if isinstance(item, Frame):
+                    sink.write(item)
+                elif isinstance(item, _Start):
+                    sink.start()
+                    for frame in item.prerecorded:
+                        sink.write(frame)
+                elif isinstance(item, _Stop):
+                    sink.stop()
+                sink.tick()
             except Exception:  # a bug must not kill the thread silently and fill the queue
                 logger.exception("recorder %s: unexpected error", self.camera)
-                self._finish_segment()
-        self._finish_segment()
-        with self._cond:
-            self._state = RecorderState.CLOSED
-
-    def _wait_s(self) -> float:
-        now = self._monotonic_s()
-        deadline = self._next_retention_s
-        if self._segment is not None:
-            deadline = min(deadline, self._last_frame_s + self.config.idle_close_s)
-        return max(0.01, deadline - now)
-
-    def _handle(self, item: _Item | None) -> None:
-        if isinstance(item, Frame):
-            self._write(item)
-        elif isinstance(item, _Start):
-            self._set_state(RecorderState.RECORDING)
-            for frame in item.prerecorded:
-                self._write(frame)
-        elif isinstance(item, _Stop):
-            self._finish_segment()
-            if self._state is not RecorderState.CLOSED:
-                self._set_state(RecorderState.IDLE)
-        now = self._monotonic_s()
-        if self._segment is not None and now - self._last_frame_s >= self.config.idle_close_s:
-            self._finish_segment()  # capture stopped: leave a complete file with cues
-        if now >= self._next_retention_s:
-            self._apply_retention()
-
-    def _write(self, frame: Frame) -> None:
-        now = self._monotonic_s()
-        self._last_frame_s = now
-        paused = self._state in (RecorderState.DISK_FULL, RecorderState.WRITE_ERROR)
-        if paused and now < self._retry_at_s:
-            self._count("frames_dropped_unwritable")
-            return
-        if frame.captured_at_ns < self._last_written_ns:
-            self._count("frames_out_of_order")
-            return
-        if paused:
-            self._apply_retention()  # may be what frees the space
-        try:
-            segment = self._segment
-            if (
-                segment is None
-                or not segment.accepts(frame)
-                or frame.captured_at_ns - segment.start_ns >= self._segment_ns
-            ):
-                self._finish_segment(raise_errors=True)
-                segment = self._segment = SegmentWriter(
-                    self.directory, frame, camera=self.camera, open_file=self._open_file
-                )
-            before = segment.size_bytes
-            segment.write(frame)
-        except OSError as exc:
-            self._failed(exc)
-            self._count("frames_dropped_unwritable")
-            return
-        self._last_written_ns = frame.captured_at_ns
-        with self._cond:
-            self._counts["frames_written"] += 1
-            self._counts["bytes_written"] += segment.size_bytes - before
-            self._current = segment.info()
-        if paused:
-            self._notice(logging.INFO, f"recording {self.camera}: resumed in {self.directory}")
-            self._set_state(RecorderState.RECORDING if self._wanted else RecorderState.IDLE)
-
-    def _failed(self, exc: OSError) -> None:
-        """Pause recording: one warning per episode, then retries."""
-        self._abandon_segment()
-        disk_full = exc.errno in _DISK_FULL_ERRNOS
-        already = self._state in (RecorderState.DISK_FULL, RecorderState.WRITE_ERROR)
-        with self._cond:
-            self._last_error = f"{exc.strerror or exc}"
-        self._set_state(RecorderState.DISK_FULL if disk_full else RecorderState.WRITE_ERROR)
-        self._retry_at_s = self._monotonic_s() + self.config.retry_interval_s
-        if not already:
-            what = "the disk is full" if disk_full else f"writing failed ({exc})"
-            self._notice(
-                logging.WARNING,
-                f"recording {self.camera} paused: {what} in {self.directory}; streaming "
-                f"continues, frames are dropped, retrying every {self.config.retry_interval_s:g} s",
-            )
-
-    def _finish_segment(self, *, raise_errors: bool = False) -> None:
-        segment, self._segment = self._segment, None
-        if segment is None:
-            return
-        try:
-            info = segment.close()
-        except OSError:
-            info = segment.abandon()
-            self._keep(info)
-            if raise_errors:
-                raise
-            return
-        self._keep(info)
-        self._count("segments_written")
-        self._apply_retention()
-
-    def _abandon_segment(self) -> None:
-        segment, self._segment = self._segment, None
-        if segment is not None:
-            self._keep(segment.abandon())
-
-    def _keep(self, info: SegmentInfo) -> None:
-        """Move a finished segment into the index (or drop an empty file) and save it."""
-        with self._cond:
-            self._current = None
-            if info.frames > 0:
-                self._index.put(info)
-        if info.frames == 0:
-            with contextlib.suppress(OSError):
-                os.remove(info.path)
-        with contextlib.suppress(OSError):  # a full disk must not stop recording later
-            with self._cond:
-                index = SegmentIndex(self._index)
-            index.save(self.directory)
-
-    def _apply_retention(self) -> None:
-        self._next_retention_s = self._monotonic_s() + self.config.retention_interval_s
-        with self._cond:
-            listed = list(self._index)
-            current = self._current
-        if current is not None:
-            listed.append(current)
-        doomed = select_for_deletion(
-            listed,
-            self.config.retention,
-            now_ns=self._clock_ns(),
-            keep_path=None if self._segment is None else self._segment.path,
-        )
-        for info in doomed:
-            try:
-                os.remove(info.path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                logger.warning("recorder %s: cannot delete %s: %s", self.camera, info.path, exc)
-                continue
-            with self._cond:
-                self._index.remove(info.path)
-                self._counts["segments_deleted"] += 1
-                self._counts["bytes_deleted"] += info.size_bytes
-        if doomed:
-            with contextlib.suppress(OSError):
-                with self._cond:
-                    index = SegmentIndex(self._index)
-                index.save(self.directory)
-
-    def _set_state(self, state: RecorderState) -> None:
-        with self._cond:
-            self._state = state
-
-    def _count(self, name: str) -> None:
-        with self._cond:
-            self._counts[name] += 1
+                sink.finish_segment()
+        sink.close()
