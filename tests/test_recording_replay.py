@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
 import time
 from pathlib import Path
 
@@ -12,7 +13,13 @@ import pytest
 
 from camstream import Client, Server
 from camstream.errors import ConfigError, SourceError
-from camstream.recording import Recorder, RecorderConfig, ReplaySource, iter_recording
+from camstream.recording import (
+    Recorder,
+    RecorderConfig,
+    ReplaySource,
+    is_recording,
+    iter_recording,
+)
 from recording_support import T0_NS, frame_at
 
 MS = 1_000_000
@@ -115,3 +122,22 @@ def test_long_gaps_are_shortened_to_max_gap(tmp_path: Path) -> None:
     elapsed = time.monotonic() - started
     assert count == 4
     assert 0.2 <= elapsed < 1.5  # two 0.1 s gaps and 40 ms, not 6 s
+
+
+def test_recordings_are_told_apart_from_other_videos(tmp_path: Path) -> None:
+    record(tmp_path, [40, 40])
+    directory = tmp_path / "cam"
+    [segment] = directory.glob("*.mkv")
+    renamed = tmp_path / "renamed.mkv"
+    renamed.write_bytes(segment.read_bytes())
+    other = tmp_path / "other.mkv"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=5:duration=0.4",
+         "-c:v", "mjpeg", str(other)],
+        check=True, timeout=30,
+    )  # fmt: skip
+    assert is_recording(directory) and is_recording(segment) and is_recording(renamed)
+    assert not is_recording(other)
+    assert not is_recording(tmp_path / "missing.mkv")
+    (tmp_path / "empty").mkdir()
+    assert not is_recording(tmp_path / "empty")

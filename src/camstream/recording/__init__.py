@@ -23,7 +23,7 @@ from .retention import RetentionPolicy, select_for_deletion
 from .segments import SegmentWriter, iter_segment, probe_segment
 
 if TYPE_CHECKING:
-    from .replay import ReplaySource, iter_recording
+    from .replay import ReplaySource, is_recording, iter_recording
 
 __all__ = [
     "INSTALL_HINT",
@@ -37,6 +37,7 @@ __all__ = [
     "SegmentInfo",
     "SegmentWriter",
     "camera_directory",
+    "is_recording",
     "iter_recording",
     "iter_segment",
     "parse_time_ns",
@@ -48,7 +49,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("ReplaySource", "iter_recording"):
+    if name in ("ReplaySource", "is_recording", "iter_recording"):
         from . import replay  # noqa: PLC0415 - deferred on purpose, see the docstring
 
         return getattr(replay, name)

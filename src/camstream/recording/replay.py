@@ -29,10 +29,10 @@ from ..errors import ConfigError, SourceError
 from ..frame import Codec, Frame
 from ._av import load_av
 from .index import rebuild_index
-from .naming import parse_time_ns
-from .segments import iter_segment, probe_segment
+from .naming import parse_segment_name, parse_time_ns
+from .segments import START_TAG, iter_segment, probe_segment
 
-__all__ = ["ReplaySource", "iter_recording"]
+__all__ = ["ReplaySource", "is_recording", "iter_recording"]
 
 
 def _segment_paths(recording: str, start_ns: int | None) -> list[str]:
@@ -46,6 +46,28 @@ def _segment_paths(recording: str, start_ns: int | None) -> list[str]:
         f"no recording at {recording!r}: give a segment file (.mkv) or a camera's recording "
         "directory"
     )
+
+
+def is_recording(path: str | os.PathLike[str]) -> bool:
+    """True for a camstream recording: a camera's segment directory, or a segment file.
+
+    ``open_source`` can use it to send ``--source x.mkv`` here instead of to
+    OpenCV: a segment is recognised by its name or by its ``CAMSTREAM_START_NS``
+    tag (a renamed copy), so other Matroska files still play through OpenCV.
+    """
+    text = os.fspath(path)
+    if os.path.isdir(text):
+        return any(parse_segment_name(name) is not None for name in os.listdir(text))
+    if not (os.path.isfile(text) and text.lower().endswith(".mkv")):
+        return False
+    if parse_segment_name(os.path.basename(text)) is not None:
+        return True
+    av = load_av()
+    try:
+        with av.open(text, "r") as container:
+            return START_TAG in container.metadata
+    except (OSError, av.error.FFmpegError):
+        return False
 
 
 def iter_recording(
