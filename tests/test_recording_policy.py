@@ -110,13 +110,13 @@ def test_index_finds_the_segment_holding_a_time() -> None:
 
 
 def test_index_is_fast_with_many_segments() -> None:
-    index = SegmentIndex(seg(i, length_s=10) for i in range(100_000))
+    index = SegmentIndex(seg(i, length_s=10) for i in range(20_000))
     import time
 
     started = time.perf_counter()
-    for i in range(0, 100_000, 100):
+    for i in range(0, 20_000, 20):
         assert index.find(T0_NS + i * 10 * S + 5 * S) == seg(i, length_s=10)
-    assert time.perf_counter() - started < 0.5  # 1000 lookups in 100 000 segments
+    assert time.perf_counter() - started < 0.2  # 1000 lookups in 20 000 segments
 
 
 def test_segment_names_sort_by_time_and_parse_back() -> None:
