@@ -124,6 +124,7 @@ def test_long_gaps_are_shortened_to_max_gap(tmp_path: Path) -> None:
     assert 0.2 <= elapsed < 1.5  # two 0.1 s gaps and 40 ms, not 6 s
 
 
+@pytest.mark.ffmpeg
 def test_recordings_are_told_apart_from_other_videos(tmp_path: Path) -> None:
     record(tmp_path, [40, 40])
     directory = tmp_path / "cam"
