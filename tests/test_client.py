@@ -85,7 +85,7 @@ def test_frames_arrive_in_order_and_decode_to_the_sent_images(server: ScriptedSe
         stats = client.stats
     assert stats.frames_received == stats.frames_read == 5
     assert stats.frames_dropped == 0 and stats.bytes_received > 0
-    assert server.record.hellos[0].credit_window == 2
+    assert server.record.hellos[0].credit_window == ClientConfig().credit_window
     assert server.record.hellos[0].client_name == "camstream-client"
 
 
@@ -455,3 +455,10 @@ def test_video_capture_returns_false_when_the_server_is_gone(server: ScriptedSer
         assert not cap.isOpened()
         assert cap.read() == (False, None)
         assert "cannot connect" in (cap.last_error or "")
+
+
+def test_the_address_path_names_the_camera_in_the_hello(server: ScriptedServer) -> None:
+    with Client(f"127.0.0.1:{server.port}/front", reconnect=False, max_width=320) as client:
+        client.wait_connected(5)
+    hello = server.record.hellos[0]
+    assert hello.stream == "front" and hello.max_width == 320 and hello.adaptive

@@ -23,7 +23,17 @@ import pytest
 
 from camstream.client.threaded import Client
 from camstream.server.server import Server
-from camstream.wire.protocol import Connection, Credit, Goodbye, GoodbyeCode, Ping, Role, StreamInfo
+from camstream.wire.protocol import (
+    PROTOCOL_VERSION,
+    Connection,
+    Credit,
+    Goodbye,
+    GoodbyeCode,
+    Hello,
+    Ping,
+    Role,
+    StreamInfo,
+)
 from netfaults import (
     CLIENT,
     FAST,
@@ -105,7 +115,9 @@ def garbage(port: int, notes: dict[str, Any]) -> None:
 
 def huge_lengths(port: int, notes: dict[str, Any]) -> None:
     """Headers claiming a 4 GB body: refused at the header, nothing is buffered."""
-    four_gb = struct.pack("!2sBBI", b"CS", 1, 1, 0xFFFFFFFF)  # a HELLO "with 4 GB of name"
+    four_gb = struct.pack(
+        "!2sBBI", b"CS", PROTOCOL_VERSION, 1, 0xFFFFFFFF
+    )  # a HELLO "with 4 GB of name"
     with connect(port) as sock:
         started = time.monotonic()
         sock.sendall(four_gb)
@@ -116,7 +128,7 @@ def huge_lengths(port: int, notes: dict[str, Any]) -> None:
     try:
         peer.hello()
         peer.receive(2, StreamInfo)
-        peer.send(struct.pack("!2sBBI", b"CS", 1, 6, 0xFFFFFFFF) + b"\0" * 1000)
+        peer.send(struct.pack("!2sBBI", b"CS", PROTOCOL_VERSION, 6, 0xFFFFFFFF) + b"\0" * 1000)
         peer.wait_closed(2)
         assert isinstance(peer.events[-1], Goodbye)
         assert peer.events[-1].code is GoodbyeCode.PROTOCOL_ERROR
@@ -126,7 +138,7 @@ def huge_lengths(port: int, notes: dict[str, Any]) -> None:
 
 def slowloris(port: int, notes: dict[str, Any]) -> None:
     """Silent peers and peers dribbling a byte every 0.1 s, native and HTTP."""
-    native = b"CS\x01\x01\x00\x00\x00\x04\x00\x02\x00\x00"
+    native = Connection(Role.CLIENT).send(Hello(2))
     http = b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200
     socks = [(connect(port), b"") for _ in range(5)]
     socks += [(connect(port), native) for _ in range(5)]
@@ -164,7 +176,7 @@ def half_open(port: int, notes: dict[str, Any], server: Server) -> None:
     socks = []
     for i in range(4):
         sock = connect(port, rcvbuf=2048 if i < 2 else None)
-        sock.sendall(b"CS\x01\x01\x00\x00\x00\x04\x00\x02\x00\x00")
+        sock.sendall(Connection(Role.CLIENT).send(Hello(2)))
         socks.append(sock)
     wait_until(
         lambda: server.status()["viewer_count"] == 5, 3, "the half-open peers to be admitted"
@@ -229,7 +241,7 @@ def absurd_http(port: int, notes: dict[str, Any]) -> None:
 
 def rapid_cycles(port: int, notes: dict[str, Any]) -> None:
     """200 connect/disconnect cycles: plain close, reset, half a hello, a hello, half a request."""
-    openers = [b"", b"", b"CS", b"CS\x01\x01\x00\x00\x00\x04\x00\x02\x00\x00", b"GET / HT"]
+    openers = [b"", b"", b"CS", Connection(Role.CLIENT).send(Hello(2)), b"GET / HT"]
     started = time.monotonic()
     for i in range(200):
         sock = connect(port)
@@ -320,10 +332,10 @@ def test_stop_is_prompt_with_hostile_peers_connected() -> None:
     took = -1.0
     try:
         socks[0].sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: a")  # mid-head
-        socks[1].sendall(b"CS\x01")  # mid-hello
+        socks[1].sendall(Connection(Role.CLIENT).send(Hello(2))[:3])  # mid-hello
         stalled = connect(server.port, rcvbuf=2048)  # admitted, then never reads
         socks.append(stalled)
-        stalled.sendall(b"CS\x01\x01\x00\x00\x00\x04\x00\x08\x00\x00")
+        stalled.sendall(Connection(Role.CLIENT).send(Hello(8)))
         wait_until(lambda: server.status()["viewer_count"] == 1, 3, "the stalled peer's admission")
         fds_running = open_fds()
         started = time.monotonic()
@@ -345,7 +357,7 @@ def test_a_viewer_that_breaks_the_protocol_after_streaming_only_loses_itself(
     try:
         peer.hello()
         peer.receive(2, StreamInfo)
-        peer.send(peer.conn.send(Credit(1, 0)) + b"CS\x01\x01\x00\x00\x00\x04\x00\x02\x00\x00")
+        peer.send(peer.conn.send(Credit(1, 0)) + Connection(Role.CLIENT).send(Hello(2)))
         peer.wait_closed(2)
         assert any(isinstance(e, Goodbye) and "HELLO" in e.reason for e in peer.events)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -53,8 +54,11 @@ class VanishingTransport(asyncio.Transport):
 async def _session_that_says_goodbye_to_a_vanished_peer() -> VanishingTransport:
     hub = Hub()
     info = StreamInfo(4, 2, Codec.JPEG, 30.0)
+    stream = SimpleNamespace(name="main", hub=hub, stream_info=lambda: info)
     session = NativeSession(
-        SessionContext(config=ServerConfig(), hub=hub, stream_info=lambda: info)
+        SessionContext(
+            config=ServerConfig(), find_stream=lambda _name: stream, viewer_count=hub.count
+        )
     )
     transport = VanishingTransport()
     session.connection_made(transport)

@@ -49,7 +49,9 @@ def _event_id(event: object) -> str:
     return type(event).__name__
 
 
-def header(msg_type: int, length: int, *, magic: bytes = MAGIC, version: int = 1) -> bytes:
+def header(
+    msg_type: int, length: int, *, magic: bytes = MAGIC, version: int = PROTOCOL_VERSION
+) -> bytes:
     return HEADER.pack(magic, version, msg_type, length)
 
 
@@ -219,8 +221,9 @@ def test_send_frame_returns_the_payload_object_uncopied() -> None:
 
 
 def test_header_is_big_endian() -> None:
-    data = Connection(Role.CLIENT).send(Hello(0x0102, ""))
-    assert data == b"CS\x01\x01\x00\x00\x00\x04\x01\x02\x00\x00"
+    data = Connection(Role.CLIENT).send(Hello(0x0102, "", max_width=0x0304))
+    assert data[:8] == b"CS\x02\x01\x00\x00\x00\x0c"  # version 2, HELLO, 12 bytes
+    assert data[8:14] == b"\x01\x02\x00\x00\x03\x04"  # window, flags, max width
 
 
 # -- chunking -------------------------------------------------------------------
@@ -324,13 +327,14 @@ def test_http_response_is_rejected_by_a_client() -> None:
 
 def test_wrong_version_names_both_versions() -> None:
     server = Connection(Role.SERVER)
-    with pytest.raises(RemoteProtocolError, match=r"version 2.*version 1"):
-        server.receive_data(b"CS\x02")  # rejected before the rest of the header
+    # A v1 client (camstream 0.1) meets a v2 server: both versions are named.
+    with pytest.raises(RemoteProtocolError, match=r"version 1.*version 2.*Upgrade"):
+        server.receive_data(b"CS\x01")  # rejected before the rest of the header
 
 
 def test_unknown_message_type() -> None:
     with pytest.raises(RemoteProtocolError, match="unknown message type 200"):
-        Connection(Role.SERVER).receive_data(b"CS\x01\xc8")
+        Connection(Role.SERVER).receive_data(MAGIC + bytes([PROTOCOL_VERSION, 0xC8]))
 
 
 def test_oversized_frame_is_rejected_from_the_header_alone_without_allocating() -> None:
@@ -358,8 +362,8 @@ def test_frame_limit_follows_max_payload_bytes() -> None:
 @pytest.mark.parametrize(
     ("msg_type", "length"),
     [
-        (MessageType.HELLO, 205),
-        (MessageType.HELLO, 3),
+        (MessageType.HELLO, 12 + 64 + 200 + 1),  # fixed part + longest names + 1
+        (MessageType.HELLO, 11),
         (MessageType.PING, 9),
         (MessageType.PING, 7),
         (MessageType.GOODBYE, 1003),
@@ -379,8 +383,12 @@ def test_control_messages_with_bad_declared_lengths_are_rejected_on_header(
 @pytest.mark.parametrize(
     "body",
     [
-        b"\x00\x00\x00\x00",  # credit window 0
-        b"\x00\x01\x00\x00\xff\xfe",  # name is not UTF-8
+        b"\x00\x00" + bytes(10),  # credit window 0
+        b"\x00\x01" + bytes(10) + b"\xff\xfe",  # client name is not UTF-8
+        b"\x00\x01" + bytes(9) + b"\x02\xff\xfe",  # stream name is not UTF-8
+        b"\x00\x01" + bytes(9) + b"\x05ab",  # stream name runs past the end
+        b"\x00\x01\x00\x00\x00\x00\x65" + bytes(5),  # quality 101
+        b"\x00\x01" + bytes(9) + b"\x41" + b"a" * 65,  # stream name over 64 bytes
     ],
 )
 def test_malformed_hello_bodies(body: bytes) -> None:
@@ -647,7 +655,7 @@ def test_goodbye_reason_is_trimmed_on_a_utf8_boundary() -> None:
 
 
 def test_looks_like_camstream() -> None:
-    assert looks_like_camstream(b"CS\x01\x01")
+    assert looks_like_camstream(b"CS\x02\x01")
     assert looks_like_camstream(b"C")
     assert looks_like_camstream(b"")
     for http in (b"GET / HTTP/1.1", b"POST", b"CONNECT x:1 HTTP/1.1", b"OPTIONS", b"\x16\x03"):
@@ -667,3 +675,26 @@ def test_events_before_a_goodbye_in_the_same_chunk_can_still_be_answered() -> No
     assert server.receive_data(client.send(Goodbye(GoodbyeCode.NORMAL))) == [
         Goodbye(GoodbyeCode.NORMAL)
     ]
+
+
+# -- protocol v2: the HELLO names a camera and carries the viewer's limits ---------------
+
+
+@pytest.mark.parametrize(
+    "hello",
+    [
+        Hello(),
+        Hello(16, "viewer", stream="front", max_width=640, quality=60, max_fps=12.5),
+        Hello(1, "", stream="a" * 64, adaptive=False),
+        Hello(65535, "ü" * 100, stream="door-2_b", max_width=65535, quality=100),
+    ],
+    ids=["defaults", "limits", "fixed", "extremes"],
+)
+def test_v2_hello_round_trips(hello: Hello) -> None:
+    server = Connection(Role.SERVER)
+    assert server.receive_data(Connection(Role.CLIENT).send(hello)) == [hello]
+
+
+def test_a_stream_name_too_long_to_send_is_a_local_error() -> None:
+    with pytest.raises(LocalProtocolError):
+        Connection(Role.CLIENT).send(Hello(stream="x" * 65))

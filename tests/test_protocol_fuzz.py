@@ -18,7 +18,9 @@ from camstream.errors import RemoteProtocolError
 from camstream.frame import Codec, Frame
 from camstream.wire.protocol import (
     HEADER_SIZE,
+    MAGIC,
     MAX_REASON_BYTES,
+    PROTOCOL_VERSION,
     Connection,
     Credit,
     Event,
@@ -189,7 +191,10 @@ def test_random_bytes_after_a_valid_header_prefix(
     role: Role, streaming: bool, data: bytes, sizes: list[int]
 ) -> None:
     # Start with the magic and version so the fuzzer gets past the first check.
-    feed_checked(new_connection(role, streaming=streaming), chunked(b"CS\x01" + data, sizes))
+    feed_checked(
+        new_connection(role, streaming=streaming),
+        chunked(MAGIC + bytes([PROTOCOL_VERSION]) + data, sizes),
+    )
 
 
 @FUZZ

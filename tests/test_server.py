@@ -211,3 +211,20 @@ def test_status_right_after_start_shows_no_capture_yet(
     assert status["capturing"] is False
     assert status["images_captured"] == 0 and status["frames_encoded"] == 0
     assert status["viewer_count"] == 0
+
+
+def test_a_camera_the_server_does_not_have_is_a_clear_final_error(
+    running_server: Callable[..., Server],
+) -> None:
+    server = running_server("test")
+    started = time.monotonic()
+    # reconnect on: retrying cannot help, so it must not hide the error
+    with Client(f"{server.url}/nope") as client, pytest.raises(ConnectionClosed) as caught:
+        client.read_frame(timeout_s=10)
+    assert caught.value.code == GoodbyeCode.NO_SUCH_STREAM
+    assert "no camera named 'nope'" in str(caught.value)
+    assert time.monotonic() - started < 5
+    # The default camera has a name too, and both addresses reach it.
+    for url in (server.url, f"{server.url}/main"):
+        with Client(url, reconnect=False) as client:
+            client.read_frame(timeout_s=10)

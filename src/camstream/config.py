@@ -7,6 +7,7 @@ the fix; nothing is silently clamped or skipped.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,6 +18,8 @@ __all__ = ["DEFAULT_PORT", "ClientConfig", "ServerConfig", "StreamAddress", "par
 
 DEFAULT_PORT = 8080
 DEFAULT_HOST = "127.0.0.1"
+#: What a camera name may look like: it appears in URLs, subjects and file names.
+STREAM_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 TOKEN_ENV = "CAMSTREAM_TOKEN"  # noqa: S105 - the variable's name, not a secret
 
 
@@ -47,7 +50,7 @@ class ServerConfig:
     capture_linger_s: float = 1.0  # keep capturing this long after the last viewer leaves
     encode_workers: int = 1
     max_viewers: int = 64
-    credit_window_max: int = 8
+    credit_window_max: int = 32  # a safety cap; the delivery controller decides below it
     token: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -108,12 +111,15 @@ class StreamAddress:
     port: int = DEFAULT_PORT
     tls: bool = False
     token: str | None = field(default=None, repr=False)
+    stream: str = ""  # the camera's name ("" = the server's first camera)
 
     @property
     def url(self) -> str:
+        """The address, without the token (safe to print and log)."""
         scheme = "camstreams" if self.tls else "camstream"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self.port}"
+        path = f"/{self.stream}" if self.stream else ""
+        return f"{scheme}://{host}:{self.port}{path}"
 
 
 def parse_address(text: str) -> StreamAddress:
@@ -139,11 +145,18 @@ def parse_address(text: str) -> StreamAddress:
     if not parts.hostname:
         raise ConfigError(f"no host in address {text!r}; give HOST[:PORT]")
     token = parse_qs(parts.query).get("token", [None])[0]
+    stream = parts.path.strip("/")
+    if stream and not STREAM_NAME_RE.fullmatch(stream):
+        raise ConfigError(
+            f"bad camera name {stream!r} in {text!r}; names use letters, digits, - and _ "
+            "(e.g. camstream://host:8080/front)"
+        )
     return StreamAddress(
         host=parts.hostname,
         port=DEFAULT_PORT if port is None else port,
         tls=parts.scheme == "camstreams",
         token=token,
+        stream=stream,
     )
 
 
@@ -167,9 +180,15 @@ class ClientConfig:
     reconnect: bool = True
     reconnect_initial_s: float = 0.1
     reconnect_max_s: float = 2.0
-    credit_window: int = 2
+    credit_window: int = 16  # frames the server may have in flight; it sends fewer on thin links
     max_payload_bytes: int = 32 * 1024 * 1024
     client_name: str = "camstream-client"
+    # The viewer's limits (None: the server's full stream); adaptive=False asks for
+    # exactly these, never adapted to the link.
+    max_width: int | None = None
+    quality: int | None = None
+    max_fps: float | None = None
+    adaptive: bool = True
 
     def __post_init__(self) -> None:
         for name in (
@@ -182,7 +201,12 @@ class ClientConfig:
             _check_positive(name, getattr(self, name))
         if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
             raise ConfigError("heartbeat_timeout_s must be longer than heartbeat_interval_s")
-        _check_range("credit_window", self.credit_window, 1, 64)
+        _check_range("credit_window", self.credit_window, 1, 1024)
+        if self.max_width is not None:
+            _check_range("max_width", self.max_width, 16, 16384)
+        if self.quality is not None:
+            _check_range("quality", self.quality, 1, 100)
+        _check_positive("max_fps", self.max_fps)
         _check_positive("max_payload_bytes", self.max_payload_bytes)
         if self.tls_ca is not None and not os.path.isfile(self.tls_ca):
             raise ConfigError(f"tls-ca file not found: {self.tls_ca}")

@@ -214,7 +214,7 @@ class AsyncClient:
             )
         except (OSError, asyncio.TimeoutError) as exc:
             raise connect_error(self.url, exc) from exc
-        session = Session(config, self._target.token, time.monotonic())
+        session = Session(config, self._target.token, time.monotonic(), self._target.address.stream)
         try:
             await self._stream(reader, writer, session, backoff)
         except OSError as exc:

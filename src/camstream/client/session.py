@@ -97,7 +97,9 @@ class Session:
     without sleeping.
     """
 
-    def __init__(self, config: ClientConfig, token: str | None, now: float) -> None:
+    def __init__(
+        self, config: ClientConfig, token: str | None, now: float, stream: str = ""
+    ) -> None:
         self._config = config
         self._token = token
         self._conn = Connection(Role.CLIENT, max_payload_bytes=config.max_payload_bytes)
@@ -107,7 +109,17 @@ class Session:
         self._handshake_deadline = now + config.connect_timeout_s
         self._ping_token = 0
         self.failure: CamstreamError | None = None
-        self._out += self._conn.send(Hello(config.credit_window, config.client_name))
+        self._out += self._conn.send(
+            Hello(
+                credit_window=config.credit_window,
+                client_name=config.client_name,
+                stream=stream,
+                max_width=config.max_width or 0,
+                quality=config.quality or 0,
+                max_fps=config.max_fps or 0.0,
+                adaptive=config.adaptive,
+            )
+        )
 
     @property
     def streaming(self) -> bool:

@@ -270,7 +270,8 @@ class Client:
 
     def _stream(self, sock: socket.socket, backoff: Backoff) -> None:
         """Run one session until close() (returns) or the connection ends (raises)."""
-        session = Session(self._target.config, self._target.token, time.monotonic())
+        target = self._target
+        session = Session(target.config, target.token, time.monotonic(), target.address.stream)
         sock.settimeout(self._tick_s)
         sock.sendall(session.data_to_send())
         buffer = bytearray(RECV_BUFFER_BYTES)

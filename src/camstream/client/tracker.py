@@ -29,6 +29,8 @@ from .values import ClientState, ClientStats, ReceivedFrame
 
 __all__ = ["Backoff", "Outcome", "Tracker", "classify"]
 
+_NOT_THERE = (GoodbyeCode.NO_SUCH_STREAM, GoodbyeCode.STREAM_REMOVED)
+
 
 class Outcome(enum.Enum):
     RETRY = "retry"  # reconnect (if enabled)
@@ -41,6 +43,8 @@ def classify(exc: BaseException, *, reconnect: bool) -> Outcome:
         return Outcome.FATAL
     if isinstance(exc, ConnectionClosed) and exc.code == GoodbyeCode.END_OF_STREAM:
         return Outcome.END
+    if isinstance(exc, ConnectionClosed) and exc.code in _NOT_THERE:
+        return Outcome.FATAL  # a misspelt or removed camera stays so between retries
     if isinstance(exc.__cause__, ssl.SSLCertVerificationError):
         return Outcome.FATAL  # a wrong certificate will not fix itself between retries
     if isinstance(exc, OSError) or (

@@ -27,7 +27,10 @@ from .capture import CapturePipeline
 from .hub import Hub
 from .status import camera_status
 
-__all__ = ["Producer"]
+__all__ = ["DEFAULT_CAMERA", "Producer"]
+
+#: The name of the camera a one-source server (``--source``) serves.
+DEFAULT_CAMERA = "main"
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +38,8 @@ logger = logging.getLogger(__name__)
 class Producer:
     """Captures and encodes one source while someone watches (or always)."""
 
-    def __init__(self, source: Source, config: ServerConfig) -> None:
+    def __init__(self, name: str, source: Source, config: ServerConfig) -> None:
+        self.name = name
         self.source = source
         self.config = config
         self.hub = Hub(on_demand=self._on_demand)

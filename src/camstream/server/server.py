@@ -41,7 +41,7 @@ from ..sources import open_source as _open_source
 from ..wire.protocol import GoodbyeCode
 from ..wire.tls import server_context
 from .hub import Hub
-from .producer import Producer
+from .producer import DEFAULT_CAMERA, Producer
 from .status import server_status
 from .transports.listener import Listener, bind_listener, max_connections_for
 from .transports.native import NativeSession, SessionContext
@@ -74,7 +74,7 @@ class Server:
             raise ConfigError("pass either config= or keyword options, not both")
         self.config = config if config is not None else ServerConfig(**options)
         self.source_note: str | None = None
-        self.producer = Producer(self._resolve_source(source), self.config)
+        self.producer = Producer(DEFAULT_CAMERA, self._resolve_source(source), self.config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: Listener | None = None
         self._runner: web.AppRunner | None = None
@@ -340,11 +340,17 @@ class Server:
         self, accepted_at: float, on_lost: Callable[[], None] | None = None
     ) -> NativeSession:
         ctx = SessionContext(
-            config=self.config, hub=self.hub, stream_info=self.producer.stream_info
+            config=self.config, find_stream=self._find_stream, viewer_count=self.hub.count
         )
         session = NativeSession(ctx, accepted_at=accepted_at, on_lost=on_lost)
         self._sessions.add(session)
         return session
+
+    def _find_stream(self, name: str) -> Producer | None:
+        # "" is the first camera: what camstream://host:port (no path) has always meant.
+        if name in ("", self.producer.name):
+            return self.producer
+        return None
 
     def new_http_session(self) -> asyncio.Protocol | None:
         """aiohttp's protocol for one connection; ``None`` once the server is stopping."""

@@ -25,7 +25,7 @@ from ..errors import LocalProtocolError
 from ..frame import Codec, Frame
 
 MAGIC = b"CS"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 HEADER = struct.Struct("!2sBBI")
 HEADER_SIZE = HEADER.size
 MAX_BODY_LENGTH = 0xFFFFFFFF  # what the 4-byte length field can carry
@@ -34,7 +34,10 @@ DIGEST_SIZE = 32
 MAX_NAME_BYTES = 200
 MAX_REASON_BYTES = 1000
 
-_HELLO = struct.Struct("!HH")  # credit window, flags (reserved, 0)
+# credit window, flags, max width, quality, max fps * 1000, stream name length
+_HELLO = struct.Struct("!HHHBIB")
+HELLO_FIXED = 0x0001  # flag: the viewer wants exactly its limits, no adaptation
+MAX_STREAM_NAME_BYTES = 64
 _STREAM_INFO = struct.Struct("!HHBI")  # width, height, codec, fps * 1000
 _FRAME = struct.Struct("!QQHHBB")  # seq, captured_at_ns, width, height, codec, flags
 _CREDIT = struct.Struct("!IQ")  # credits granted, last seq received
@@ -66,18 +69,31 @@ class GoodbyeCode(enum.IntEnum):
     SERVER_FULL = 4
     SHUTTING_DOWN = 5
     TIMEOUT = 6
+    NO_SUCH_STREAM = 7  # the HELLO named a camera this server does not have
+    STREAM_REMOVED = 8  # the camera was removed while this viewer watched it
 
 
 @dataclass(frozen=True, slots=True)
 class Hello:
     """Client → server, first message.
 
-    ``credit_window`` is the client's initial credit: how many frames the server
-    may have in flight to it. Each :class:`Credit` the client sends later adds to it.
+    ``credit_window`` is the most frames the client lets the server have in flight
+    to it (its memory budget); each :class:`Credit` it sends later adds to it, and
+    acknowledges a frame. Within that budget the server's delivery controller
+    decides how many frames and which quality tier to send (protocol v2).
+
+    ``stream`` names the camera ("" = the server's first). ``max_width``,
+    ``quality`` and ``max_fps`` are the viewer's limits (0 = none); ``adaptive``
+    False asks for exactly those limits, never adapted to the link.
     """
 
-    credit_window: int = 2
+    credit_window: int = 16
     client_name: str = ""
+    stream: str = ""
+    max_width: int = 0
+    quality: int = 0
+    max_fps: float = 0.0
+    adaptive: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +149,7 @@ Event = Hello | Challenge | Auth | StreamInfo | Frame | Credit | Ping | Pong | G
 
 # (minimum, maximum) body length per type; FRAME's maximum depends on the connection.
 BODY_BOUNDS = {
-    MessageType.HELLO: (_HELLO.size, _HELLO.size + MAX_NAME_BYTES),
+    MessageType.HELLO: (_HELLO.size, _HELLO.size + MAX_STREAM_NAME_BYTES + MAX_NAME_BYTES),
     MessageType.CHALLENGE: (NONCE_SIZE, NONCE_SIZE),
     MessageType.AUTH: (DIGEST_SIZE, DIGEST_SIZE),
     MessageType.STREAM_INFO: (_STREAM_INFO.size, _STREAM_INFO.size + MAX_NAME_BYTES),
@@ -191,10 +207,25 @@ def decode_body(msg_type: MessageType, body: memoryview) -> Event:  # noqa: PLR0
         placeholder = bool(flags & _FLAG_PLACEHOLDER)
         return Frame(seq, captured_at_ns, width, height, Codec(codec), data, placeholder)
     if msg_type is MessageType.HELLO:
-        window, _flags = _HELLO.unpack_from(body)
+        window, flags, max_width, quality, fps_milli, stream_len = _HELLO.unpack_from(body)
         if window < 1:
             raise ValueError("credit window must be at least 1")
-        return Hello(credit_window=window, client_name=str(body[_HELLO.size :], "utf-8"))
+        if quality > 100:
+            raise ValueError(f"quality must be 0 (server's) or 1-100, got {quality}")
+        if stream_len > MAX_STREAM_NAME_BYTES:
+            raise ValueError(f"stream name of {stream_len} bytes exceeds {MAX_STREAM_NAME_BYTES}")
+        end = _HELLO.size + stream_len
+        if end > len(body):
+            raise ValueError("stream name runs past the end of the message")
+        return Hello(
+            credit_window=window,
+            client_name=str(body[end:], "utf-8"),
+            stream=str(body[_HELLO.size : end], "utf-8"),
+            max_width=max_width,
+            quality=quality,
+            max_fps=fps_milli / 1000,
+            adaptive=not flags & HELLO_FIXED,
+        )
     if msg_type is MessageType.CHALLENGE:
         return Challenge(nonce=bytes(body))
     if msg_type is MessageType.AUTH:
@@ -226,7 +257,15 @@ def encode_body(event: Event) -> tuple[MessageType, bytes]:  # noqa: PLR0911 - o
         if not 1 <= event.credit_window <= 0xFFFF:
             raise LocalProtocolError("credit_window must be between 1 and 65535")
         name = _name_bytes(event.client_name, MAX_NAME_BYTES)
-        return MessageType.HELLO, _HELLO.pack(event.credit_window, 0) + name
+        stream = _name_bytes(event.stream, MAX_STREAM_NAME_BYTES)
+        if not 0 <= event.max_width <= 0xFFFF or not 0 <= event.quality <= 100:
+            raise LocalProtocolError("max_width must be 0-65535 and quality 0-100")
+        fps_milli = max(0, min(0xFFFFFFFF, round(event.max_fps * 1000)))
+        flags = 0 if event.adaptive else HELLO_FIXED
+        fixed = _HELLO.pack(
+            event.credit_window, flags, event.max_width, event.quality, fps_milli, len(stream)
+        )
+        return MessageType.HELLO, fixed + stream + name
     if isinstance(event, Challenge):
         if len(event.nonce) != NONCE_SIZE:
             raise LocalProtocolError(f"nonce must be {NONCE_SIZE} bytes")

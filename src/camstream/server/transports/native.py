@@ -25,7 +25,7 @@ import socket
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from ...config import ServerConfig
 from ...errors import RemoteProtocolError
@@ -57,13 +57,24 @@ MAX_CONTROL_BACKLOG_BYTES: Final = 64 * 1024
 #: How long a closing session may take to flush before its connection is cut.
 
 
+class Stream(Protocol):
+    """One camera as a native session sees it (a :class:`~camstream.server.producer.Producer`)."""
+
+    name: str
+    hub: Hub
+
+    def stream_info(self) -> StreamInfo: ...
+
+
 @dataclass(frozen=True)
 class SessionContext:
     """What a session needs from the server that owns it."""
 
     config: ServerConfig
-    hub: Hub
-    stream_info: Callable[[], StreamInfo]
+    #: The camera a HELLO names ("" = the server's first), or None if there is none.
+    find_stream: Callable[[str], Stream | None]
+    #: Viewers of every camera and transport: the viewer limit is the server's.
+    viewer_count: Callable[[], int]
 
 
 class NativeSession(asyncio.Protocol):
@@ -85,6 +96,8 @@ class NativeSession(asyncio.Protocol):
         self._conn = Connection(Role.SERVER, max_payload_bytes=ctx.config.max_payload_bytes)
         self._transport: asyncio.Transport | None = None
         self._viewer: Viewer | None = None
+        self._stream: Stream | None = None
+        self.hello: Hello | None = None  # the viewer's limits and camera, once it said hello
         self._announced: StreamInfo | None = None
         self._peer_eof = False
         self._nonce: bytes | None = None
@@ -143,7 +156,7 @@ class NativeSession(asyncio.Protocol):
             self._abort_timer.cancel()
         try:
             if self._viewer is not None:
-                self._ctx.hub.detach(self._viewer)
+                self._detach()
                 self._viewer = None
         finally:
             for task in self._tasks:
@@ -165,7 +178,15 @@ class NativeSession(asyncio.Protocol):
     def _handle(self, event: object) -> None:
         if isinstance(event, Hello):
             self._credits = min(event.credit_window, self._config.credit_window_max)
-            if self._ctx.hub.count() >= self._config.max_viewers:
+            self.hello = event
+            self._stream = self._ctx.find_stream(event.stream)
+            if self._stream is None:
+                self._fail(
+                    GoodbyeCode.NO_SUCH_STREAM,
+                    f"no camera named {event.stream!r} on this server; "
+                    "GET /api/cams lists the cameras",
+                )
+            elif self._ctx.viewer_count() >= self._config.max_viewers:
                 self._fail(
                     GoodbyeCode.SERVER_FULL,
                     server_full_message(self._config.max_viewers),
@@ -191,16 +212,18 @@ class NativeSession(asyncio.Protocol):
 
     def _admit(self) -> None:
         # Checked again: others may have been admitted while this one authenticated.
-        if self._ctx.hub.count() >= self._config.max_viewers:
+        stream = self._stream
+        assert stream is not None
+        if self._ctx.viewer_count() >= self._config.max_viewers:
             self._fail(
                 GoodbyeCode.SERVER_FULL,
                 server_full_message(self._config.max_viewers),
             )
             return
-        info = self._ctx.stream_info()
+        info = stream.stream_info()
         self._announced = info
         self._write(self._conn.send(info))
-        self._viewer = self._ctx.hub.attach("native", self.address)
+        self._viewer = stream.hub.attach("native", self.address)
         self._credit_event.set()
         self._spawn(self._send_frames(self._viewer), "sending frames")
 
@@ -213,7 +236,7 @@ class NativeSession(asyncio.Protocol):
                     return
             frame = await viewer.next_frame()
             if frame is None:
-                reason = self._ctx.hub.ended_reason or "server stopped"
+                reason = self._ended_reason()
                 self._fail(GoodbyeCode.END_OF_STREAM, reason)
                 return
             await self._writable.wait()
@@ -256,6 +279,13 @@ class NativeSession(asyncio.Protocol):
 
     # -- helpers -----------------------------------------------------------
 
+    def _detach(self) -> None:
+        if self._stream is not None and self._viewer is not None:
+            self._stream.hub.detach(self._viewer)
+
+    def _ended_reason(self) -> str:
+        return (self._stream.hub.ended_reason if self._stream else None) or "server stopped"
+
     def goodbye(self, code: GoodbyeCode, reason: str) -> None:
         """Say goodbye and close; used by the server on shutdown."""
         self._fail(code, reason)
@@ -290,7 +320,7 @@ class NativeSession(asyncio.Protocol):
         self._writable.set()
         if self._viewer is not None:
             # Leave the hub now, not when the half-closed socket is finally gone.
-            self._ctx.hub.detach(self._viewer)
+            self._detach()
             self._viewer = None
         transport = self._transport
         if transport is None or transport.is_closing():
