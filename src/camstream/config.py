@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .errors import ConfigError
 from .frame import Codec
+from .recording.config import RecorderConfig
 
 __all__ = ["DEFAULT_PORT", "ClientConfig", "ServerConfig", "StreamAddress", "parse_address"]
 
@@ -60,10 +61,14 @@ class ServerConfig:
     max_payload_bytes: int = 32 * 1024 * 1024
     http_send_buffer_bytes: int = 128 * 1024  # bounds bytes in flight
     server_name: str = "camstream"
+    # Recording (needs camstream[record]): a directory, or a full RecorderConfig.
+    # Each camera records into DIR/NAME; see docs/recording.md.
+    record: RecorderConfig | str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.codec, Codec):
             object.__setattr__(self, "codec", parse_codec(str(self.codec)))
+        self._check_record()
         _check_range("port", self.port, 0, 65535)
         _check_range("quality", self.quality, 1, 100)
         _check_range("png_compression", self.png_compression, 0, 9)
@@ -93,9 +98,24 @@ class ServerConfig:
             if path is not None and not os.path.isfile(path):
                 raise ConfigError(f"{name.replace('_', '-')} file not found: {path}")
 
+    def _check_record(self) -> None:
+        if isinstance(self.record, str):
+            object.__setattr__(self, "record", RecorderConfig(root_dir=self.record))
+        if self.record is not None and self.codec is Codec.PNG:
+            raise ConfigError(
+                "recording keeps the JPEG frames as they are streamed; it cannot record "
+                "lossless PNG: drop --png or --record"
+            )
+
     @property
     def tls(self) -> bool:
         return self.tls_cert is not None
+
+    @property
+    def recorder_config(self) -> RecorderConfig | None:
+        """``record`` as a RecorderConfig (a directory given as text was converted)."""
+        assert not isinstance(self.record, str)  # __post_init__ converted it
+        return self.record
 
     @property
     def exposed(self) -> bool:

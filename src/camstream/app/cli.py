@@ -26,6 +26,12 @@ from ..errors import (
 )
 from ..frame import Codec
 from . import commands
+from .record_options import (
+    add_record_command,
+    add_record_options,
+    record_command,
+    recorder_config_from_args,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -142,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument(
         "-o", "--output", default="frame.jpg", help="output image (.jpg/.png), default frame.jpg"
     )
+    add_record_command(sub)
     return parser
 
 
@@ -212,6 +219,7 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     n.add_argument("--token", help=f"require this shared secret (or set ${TOKEN_ENV})")
     n.add_argument("--tls-cert", metavar="PEM", help="TLS certificate (native and HTTPS)")
     n.add_argument("--tls-key", metavar="PEM", help="TLS private key")
+    add_record_options(parser)
 
 
 def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -232,6 +240,7 @@ def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
         token=token,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        record=recorder_config_from_args(args),
     )
 
 
@@ -299,6 +308,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "demo":
             return commands.demo(args.source, server_config)
         return commands.serve(args.source, server_config)
+    if args.command == "record":
+        stats = record_command(args.action, args.address, args.token)
+        state = "recording" if stats.get("recording") else "not recording"
+        sys.stdout.write(f"camstream: {state} into {stats.get('directory')}\n")
+        return 0
     if args.command == "view":
         return commands.view(
             args.address,

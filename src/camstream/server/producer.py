@@ -20,7 +20,9 @@ from typing import Any
 
 from ..codec import make_encoder
 from ..config import ServerConfig
+from ..errors import UsageError
 from ..frame import Frame
+from ..recording.recorder import Recorder
 from ..sources import Source
 from ..wire.protocol import StreamInfo
 from .capture import CapturePipeline
@@ -52,8 +54,11 @@ class Producer:
             on_end=self._end_from_thread,
             workers=config.encode_workers,
         )
+        record = config.recorder_config
+        self.recorder = None if record is None else Recorder(name, record, on_notice=logger.log)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._capture_wanted = config.always_capture
+        self._viewers_want = False
+        self._capture_wanted = self._wants_capture()
         self._capture_task: asyncio.Task[None] | None = None
 
     # -- lifecycle (on the event loop) ---------------------------------------
@@ -64,6 +69,8 @@ class Producer:
         self._loop = loop
         if self.source.probe_on_start:
             await loop.run_in_executor(None, _probe, self.source)
+        if self.recorder is not None:
+            await loop.run_in_executor(None, self.recorder.open)
 
     def start_capture_if_wanted(self) -> None:
         """Called once the server accepts viewers: honours ``always_capture``."""
@@ -80,7 +87,11 @@ class Producer:
             self._capture_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._capture_task
-        await asyncio.get_running_loop().run_in_executor(None, self.pipeline.stop)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.pipeline.stop)
+        if self.recorder is not None:
+            # After capture stopped: every frame offered is written, the segment closed.
+            await loop.run_in_executor(None, self.recorder.close)
 
     @property
     def capturing(self) -> bool:
@@ -98,17 +109,40 @@ class Producer:
         )
 
     def status(self) -> dict[str, Any]:
-        return camera_status(
+        status = camera_status(
             config=self.config,
             source=self.source,
             pipeline=self.pipeline,
             hub=self.hub,
             capturing=self.capturing,
         )
+        if self.recorder is not None:
+            status["recording"] = self.recorder.stats()
+        return status
+
+    # -- recording (on the loop) ------------------------------------------------
+
+    def set_recording(self, on: bool) -> None:
+        """Start or stop on-demand recording; capture runs while it records."""
+        if self.recorder is None:
+            raise UsageError(f"camera {self.name} was not started with recording (--record DIR)")
+        if on:
+            self.recorder.start()
+        else:
+            self.recorder.stop()
+        self._on_demand(self._viewers_want)
+
+    def _wants_capture(self) -> bool:
+        # A continuous recording or a pre-record buffer needs frames with nobody watching.
+        recorder = self.recorder
+        recording = recorder is not None and (recorder.recording or recorder.config.prerecord_s > 0)
+        return self._viewers_want or self.config.always_capture or recording
 
     # -- hand-off from the capture threads ------------------------------------
 
     def _frame_from_thread(self, frame: Frame) -> None:
+        if self.recorder is not None:
+            self.recorder.offer(frame)  # never blocks: a slow disk drops (and counts) frames
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
@@ -128,7 +162,8 @@ class Producer:
     # -- on-demand capture -----------------------------------------------------
 
     def _on_demand(self, wanted: bool) -> None:
-        self._capture_wanted = wanted or self.config.always_capture
+        self._viewers_want = wanted
+        self._capture_wanted = self._wants_capture()
         if self._loop is None:
             return  # not started yet; start_capture_if_wanted() honours it
         if self._capture_task is None or self._capture_task.done():

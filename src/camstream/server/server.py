@@ -136,7 +136,14 @@ class Server:
         if self.config.tls_cert is not None and self.config.tls_key is not None:
             ssl_context = server_context(self.config.tls_cert, self.config.tls_key)
         # The token reaches the HTTP routes through the config (config.token).
-        app = build_app(WebContext(config=self.config, hub=self.hub, status=self.status))
+        app = build_app(
+            WebContext(
+                config=self.config,
+                hub=self.hub,
+                status=self.status,
+                find_camera=self._find_stream,
+            )
+        )
         self._runner = web.AppRunner(
             app,
             handle_signals=False,

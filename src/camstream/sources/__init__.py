@@ -74,6 +74,12 @@ def open_source(  # noqa: PLR0911 - one return per kind of spec
             return CameraSource(text, width, height, fps)
         if "://" in text:
             return UrlSource(text)
+        if os.path.isdir(text) or text.lower().endswith(".mkv"):
+            # A camstream recording replays at its own timing, without OpenCV.
+            from ..recording.replay import ReplaySource, is_recording  # noqa: PLC0415 - needs PyAV
+
+            if is_recording(text):
+                return ReplaySource(text)
         if os.path.isfile(text):
             return FileSource(text, loop=loop, fps=fps)
         raise SourceError(

@@ -37,6 +37,7 @@ from ...frame import Codec, Frame
 from ..hub import Hub
 from .jpeg_view import JpegView
 from .mjpeg import NO_CACHE_HEADERS, frame_headers, serve_stream
+from .recordings import RecordingCamera, add_recording_routes
 
 __all__ = ["AUTH_FAILED_TEXT", "WebContext", "build_app", "fresh_frame", "health", "token_ok"]
 
@@ -93,6 +94,8 @@ class WebContext:
     config: ServerConfig
     hub: Hub
     status: Callable[[], dict[str, Any]]
+    #: The camera called NAME, for the per-camera API (None: no such routes).
+    find_camera: Callable[[str], RecordingCamera | None] | None = None
 
 
 def _load_static(name: str) -> bytes:
@@ -277,5 +280,13 @@ def build_app(ctx: WebContext) -> web.Application:
     app.router.add_get("/snapshot.png", _require_token(config.token, snapshot_png))
     app.router.add_get("/status", _require_token(config.token, status))
     app.router.add_get("/healthz", healthz)
+    if ctx.find_camera is not None:
+        add_recording_routes(
+            app,
+            config=config,
+            find_camera=ctx.find_camera,
+            guard=lambda handler: _require_token(config.token, handler),
+            as_jpeg=as_jpeg,
+        )
     app.on_shutdown.append(end_streams)
     return app
