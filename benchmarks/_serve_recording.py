@@ -6,11 +6,10 @@ Usage (by ``recording.py``, not by hand)::
 
 Same protocol as ``_serve.py`` (a JSON ready line, then ``status``/``quit`` on
 stdin). Without ``record_dir`` it is exactly the server without recording, so
-the two runs differ only by the recorder. With it, the recorder's ``offer()``
-runs on the encoder thread for every frame, where the server will call it once
-recording is wired in (``Server._frame_from_thread``); until then this script
-wraps the pipeline's frame callback. At ``quit`` the recorder is closed and its
-stats are written to ``record_dir/recorder_stats.json``.
+the two runs differ only by the recorder. With it, the server records as
+``camstream serve --record DIR`` does (``offer()`` on the encoder thread for
+every frame). At ``quit`` the server stops (closing the recorder) and the
+recorder's stats are written to ``record_dir/recorder_stats.json``.
 """
 
 from __future__ import annotations
@@ -27,6 +26,11 @@ def main() -> None:
     opts = json.loads(sys.argv[1])
     from camstream.server import Server
 
+    record = None
+    if opts.get("record_dir"):
+        from camstream.recording import RecorderConfig
+
+        record = RecorderConfig(root_dir=opts["record_dir"], segment_s=opts.get("segment_s", 60.0))
     server = Server(
         _test_source(opts),
         port=0,
@@ -36,23 +40,9 @@ def main() -> None:
         quality=opts.get("quality", 80),
         always_capture=opts.get("always_capture", False),
         max_viewers=100,
+        record=record,
     )
-    recorder = None
-    if opts.get("record_dir"):
-        from camstream.recording import Recorder, RecorderConfig
-
-        recorder = Recorder(
-            "bench",
-            RecorderConfig(root_dir=opts["record_dir"], segment_s=opts.get("segment_s", 60.0)),
-        )
-        deliver = server._pipeline._on_frame  # the interim hook, see the docstring
-
-        def on_frame(frame: Any) -> None:
-            recorder.offer(frame)
-            deliver(frame)
-
-        server._pipeline._on_frame = on_frame
-        recorder.open()
+    recorder = server.producer.recorder
 
     with server:
 
@@ -69,7 +59,6 @@ def main() -> None:
         _print({"port": server.port, "pid": os.getpid()})
         _command_loop(status)
     if recorder is not None:
-        recorder.close()
         path = os.path.join(opts["record_dir"], "recorder_stats.json")
         with open(path, "w", encoding="utf-8") as f:
             json.dump(recorder.stats(), f)
