@@ -210,6 +210,21 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         help="default 64",
     )
     n.add_argument("--token", help=f"require this shared secret (or set ${TOKEN_ENV})")
+    n.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="serve without a token on a non-loopback --host (anyone who can reach the "
+        "port can watch); refused otherwise",
+    )
+    n.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="answer HTTP requests for this host name too (repeatable; * for any). "
+        "Loopback, the --host address and this machine's addresses are always answered; "
+        "other names get 421 (a defence against DNS rebinding)",
+    )
     n.add_argument("--tls-cert", metavar="PEM", help="TLS certificate (native and HTTPS)")
     n.add_argument("--tls-key", metavar="PEM", help="TLS private key")
 
@@ -232,6 +247,8 @@ def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
         token=token,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        allow_anonymous=args.allow_anonymous,
+        allowed_hosts=tuple(args.allowed_host),
     )
 
 

@@ -19,6 +19,13 @@ and its assets hold no video and stay open (the page asks for the token), and
 ``/healthz`` stays open for probes but then says only how the source is doing.
 Prefer the header: a query string ends up in access logs and browser history.
 Nothing here logs request URLs (the server turns aiohttp's access log off).
+
+Every request first passes :func:`_request_guard`: a ``Host`` that does not
+name this server gets 421 (DNS rebinding, see hosts.py), and a connection is
+kept alive only after a request that showed the token (or, without a token,
+asked for the stream, a snapshot or the status): a 401, ``/healthz``, a static
+file or an error is answered with ``Connection: close``, so nobody holds a
+connection slot by polling.
 """
 
 from __future__ import annotations
@@ -30,14 +37,26 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aiohttp import web
+from aiohttp import web, web_protocol
+from aiohttp.web_request import BaseRequest
 
 from ...config import ServerConfig
 from ...frame import Frame
 from ..hub import Hub
+from .guards import HttpGuard
+from .hosts import HostPolicy, misdirected_text
 from .mjpeg import NO_CACHE_HEADERS, frame_headers, serve_stream
 
-__all__ = ["AUTH_FAILED_TEXT", "WebContext", "build_app", "fresh_frame", "health", "token_ok"]
+__all__ = [
+    "AUTH_FAILED_TEXT",
+    "SERVER_HEADER",
+    "WebContext",
+    "build_app",
+    "fresh_frame",
+    "health",
+    "new_request_handler",
+    "token_ok",
+]
 
 # A snapshot younger than this is served as is; an older one means capture is
 # idle (nobody watches) or slow, so a temporary viewer waits for a new frame.
@@ -74,15 +93,11 @@ _AUTH_HEADERS: Final = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
 }
-# What an open /healthz says about a protected server: the state only, never
-# the source's name (a file path, a camera URL) or an error's details.
-_PUBLIC_REASONS: Final = {
-    "ended": "stream ended",
-    "signal_lost": "signal lost: the source delivers no images",
-    "stalled": "no new frame",
-}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: The ``Server`` header: no Python or aiohttp version for scanners to match.
+SERVER_HEADER: Final = "camstream"
 
 
 @dataclass(frozen=True)
@@ -129,20 +144,104 @@ def token_ok(request: web.Request, token: str) -> bool:
     )
 
 
-def _require_token(token: str | None, handler: Handler) -> Handler:
-    """``handler``, behind ``token`` when one is configured."""
-    if token is None:
-        return handler
-    expected = token
+def _guard_of(request: web.Request) -> HttpGuard | None:
+    """The connection's :class:`HttpGuard` (absent when the app runs without the listener)."""
+    transport = request.transport
+    protocol = transport.get_protocol() if transport is not None else None
+    return protocol if isinstance(protocol, HttpGuard) else None
+
+
+def _require_token(token: str | None, handler: Handler, trusted: set[int]) -> Handler:
+    """``handler``, behind ``token`` when one is configured.
+
+    A request that passes is trusted (its ``id`` goes into ``trusted`` while it
+    runs): its connection may stay open.
+    """
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        if not token_ok(request, expected):
+        if token is not None and not token_ok(request, token):
             # A plain-text body; the page tells "missing" from "wrong" itself
             # (it knows whether it sent a token), so this says nothing more.
             raise web.HTTPUnauthorized(text=AUTH_FAILED_TEXT + "\n", headers=_AUTH_HEADERS)
+        trusted.add(id(request))
+        guard = _guard_of(request)
+        if guard is not None:
+            guard.trust()
         return await handler(request)
 
     return guarded
+
+
+def _local_address(request: web.Request) -> str | None:
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return str(sockname[0]) if isinstance(sockname, tuple) and sockname else None
+
+
+def _request_guard(config: ServerConfig, trusted: set[int]) -> Any:
+    """Middleware: the ``Host`` check, and ``Connection: close`` for untrusted requests."""
+    policy = HostPolicy(config.host, config.allowed_hosts)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            host = request.headers.get("Host")
+            if not policy.allows(host, _local_address(request)):
+                refused = web.Response(
+                    status=421,
+                    text=misdirected_text(host or ""),
+                    headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"},
+                )
+                refused.force_close()
+                return refused
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                if id(request) not in trusted:
+                    exc.force_close()
+                raise
+            if id(request) not in trusted:
+                response.force_close()
+            return response
+        finally:
+            trusted.discard(id(request))
+            guard = _guard_of(request)
+            if guard is not None:
+                guard.request_answered()
+
+    return middleware
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_HEADER
+
+
+class _RequestHandler(web_protocol.RequestHandler):
+    """aiohttp's protocol, but its own error answers say ``Server: camstream`` too.
+
+    aiohttp answers a malformed request itself, before any route, so the app's
+    ``on_response_prepare`` never sees it; ``handle_error`` is the one place.
+    """
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        response = super().handle_error(request, status, exc, message)
+        response.headers["Server"] = SERVER_HEADER
+        return response
+
+
+def new_request_handler(server: web.Server) -> asyncio.Protocol:
+    """One connection's aiohttp protocol, as ``server()`` makes it, versions hidden."""
+    options = getattr(server, "_kwargs", None)  # what AppRunner passed (logger, timeouts)
+    loop = asyncio.get_running_loop()
+    if not isinstance(options, dict):  # another aiohttp: its own handler, versions shown
+        protocol: asyncio.Protocol = server()
+        return protocol
+    return _RequestHandler(server, loop=loop, **options)
 
 
 async def fresh_frame(
@@ -171,8 +270,10 @@ async def fresh_frame(
 def health(status: dict[str, Any], hub: Hub, config: ServerConfig) -> tuple[bool, dict[str, Any]]:
     """Judge the source from a status snapshot: ``(healthy, JSON body)``.
 
-    With a token configured, anyone may ask, so the body keeps only ``ok``,
-    ``state``, a generic ``reason`` and ``latest_age_s``.
+    With a token configured, anyone may ask, so the body is only ``{"ok": true,
+    "state": "up"}`` (or ``false`` and ``"down"``): whether anyone watches
+    (``idle``/``streaming``) or how old the newest frame is is nobody else's
+    business. The status code still says healthy (200) or not (503).
     """
     latest = hub.latest
     age_s = latest.age_s() if latest is not None else None
@@ -203,18 +304,15 @@ def health(status: dict[str, Any], hub: Hub, config: ServerConfig) -> tuple[bool
     }
     if config.token is not None:
         # /healthz is open even when the server needs a token.
-        body = {
-            "ok": body["ok"],
-            "state": state,
-            "reason": _PUBLIC_REASONS.get(state) if reason is not None else None,
-            "latest_age_s": body["latest_age_s"],
-        }
+        body = {"ok": reason is None, "state": "up" if reason is None else "down"}
     return reason is None, body
 
 
 def build_app(ctx: WebContext) -> web.Application:
     """The aiohttp application the server hands every non-native connection to."""
-    app = web.Application()
+    trusted: set[int] = set()  # ids of the requests now running that showed the token
+    app = web.Application(middlewares=[_request_guard(ctx.config, trusted)])
+    app.on_response_prepare.append(_server_header)
     hub, config = ctx.hub, ctx.config
     streaming: set[asyncio.Transport] = set()
 
@@ -256,9 +354,9 @@ def build_app(ctx: WebContext) -> web.Application:
 
     for path, (name, content_type) in _STATIC_FILES.items():
         app.router.add_get(path, _static_handler(_load_static(name), content_type))
-    app.router.add_get("/stream.mjpg", _require_token(config.token, stream))
-    app.router.add_get("/snapshot.jpg", _require_token(config.token, snapshot))
-    app.router.add_get("/status", _require_token(config.token, status))
+    app.router.add_get("/stream.mjpg", _require_token(config.token, stream, trusted))
+    app.router.add_get("/snapshot.jpg", _require_token(config.token, snapshot, trusted))
+    app.router.add_get("/status", _require_token(config.token, status, trusted))
     app.router.add_get("/healthz", healthz)
     app.on_shutdown.append(end_streams)
     return app
