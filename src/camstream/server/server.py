@@ -160,6 +160,7 @@ class Server:
             max_connections=max_connections_for(self.config.max_viewers),
             max_per_address=self.config.max_connections_per_address,
             write_timeout_s=self.config.write_timeout_s,
+            send_buffer_bytes=self.config.http_send_buffer_bytes,
         )
         self._listener.start()
         self._started_at = time.monotonic()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Callable
 from typing import Final
@@ -57,6 +58,7 @@ class HttpGuard(asyncio.Protocol):
         timeout_s: float,
         on_lost: Callable[[], None],
         write_timeout_s: float = 5.0,
+        send_buffer_bytes: int | None = None,
         on_trusted: Callable[[], None] | None = None,
     ) -> None:
         self._inner = inner
@@ -65,6 +67,7 @@ class HttpGuard(asyncio.Protocol):
         self._on_trusted = on_trusted
         self._timeout_s = timeout_s
         self._write_timeout_s = write_timeout_s
+        self._send_buffer_bytes = send_buffer_bytes
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
@@ -84,6 +87,12 @@ class HttpGuard(asyncio.Protocol):
         with contextlib.suppress(Exception):
             tls = transport.get_extra_info("ssl_object") is not None
             transport.set_write_buffer_limits(high=1 if tls else 0, low=0)
+        # And a small kernel send buffer: otherwise the kernel takes megabytes
+        # for a peer that does not read, and no write ever looks stalled.
+        sock = transport.get_extra_info("socket")
+        if sock is not None and self._send_buffer_bytes is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer_bytes)
         self._inner.connection_made(transport)
         self._begin_head(self._accepted_at + self._timeout_s)
 

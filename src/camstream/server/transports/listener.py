@@ -131,6 +131,7 @@ class Listener:
         max_connections: int,
         max_per_address: int | None = None,
         write_timeout_s: float = 5.0,
+        send_buffer_bytes: int | None = None,
     ) -> None:
         self._sock: socket.socket | None = sock
         self.native_factory = native
@@ -140,6 +141,7 @@ class Listener:
         self.max_connections = max_connections
         self.max_per_address = max_connections if max_per_address is None else max_per_address
         self.write_timeout_s = write_timeout_s
+        self.send_buffer_bytes = send_buffer_bytes
         self._slots: set[_Slot] = set()
         self._per_address: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -173,8 +175,8 @@ class Listener:
             (slot for slot in untrusted if slot.transport is not None),
             key=lambda slot: slot.accepted_at,
         )
-        if not victims:
-            return not full
+        if not victims:  # all still being set up (TLS, or this very burst): no room
+            return False
         victim = victims[0]
         logger.debug("connection slots full: dropping the oldest untrusted connection")
         assert victim.transport is not None
@@ -342,6 +344,7 @@ class _Sniffer(asyncio.Protocol):
                     timeout_s=self._listener.handshake_timeout_s,
                     on_lost=self._slot.release,
                     write_timeout_s=self._listener.write_timeout_s,
+                    send_buffer_bytes=self._listener.send_buffer_bytes,
                     on_trusted=self._slot.trust,
                 )
                 self._switch(guard)
