@@ -243,3 +243,26 @@ def test_too_many_pipelined_requests_cut_the_connection_at_once(
         while chunk := sock.recv(65536):
             received += chunk
     assert received == b""
+
+
+# -- 2. the admission decision, pure -----------------------------------------------------
+
+
+def test_admission_decisions() -> None:
+    from camstream.server.transports.admission import Decision, Limits, decide
+
+    limits = Limits(max_connections=8, max_per_address=3, untrusted_share=0.75)
+
+    def run(from_address: int, total: int, untrusted: int, evictable: int) -> Decision:
+        return decide(
+            limits, from_address=from_address, total=total, untrusted=untrusted, evictable=evictable
+        )
+
+    assert run(0, 0, 0, 0) is Decision.ACCEPT
+    assert run(3, 3, 3, 3) is Decision.REFUSE  # its address holds its share
+    assert run(2, 5, 5, 5) is Decision.ACCEPT  # 5 untrusted < 6
+    assert run(0, 6, 6, 6) is Decision.EVICT_OLDEST_UNTRUSTED  # the untrusted share is used up
+    assert run(0, 6, 6, 0) is Decision.REFUSE  # ... and none can give way yet
+    assert run(0, 6, 2, 2) is Decision.ACCEPT  # viewers with the token take the rest
+    assert run(0, 8, 2, 2) is Decision.EVICT_OLDEST_UNTRUSTED  # every slot taken
+    assert run(0, 8, 0, 0) is Decision.REFUSE  # all viewers with the token: never evicted

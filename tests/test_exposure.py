@@ -117,6 +117,12 @@ def test_allowed_host_is_a_repeatable_option() -> None:
         ["serve", "--allowed-host", "Cam.Example.org", "--allowed-host", "10.0.0.7"]
     )
     assert server_config_from_args(args).allowed_hosts == ("cam.example.org", "10.0.0.7")
+    args = build_parser().parse_args(["serve", "--max-connections-per-address", "100"])
+    assert server_config_from_args(args).max_connections_per_address == 100
+    assert (
+        server_config_from_args(build_parser().parse_args(["serve"])).max_connections_per_address
+        == 16
+    )
 
 
 # -- 1. a forged Host, on the wire ----------------------------------------------------

@@ -209,6 +209,14 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         default=64,
         help="default 64",
     )
+    n.add_argument(
+        "--max-connections-per-address",
+        type=_int_in(1, 100_000, "a connection limit"),
+        default=16,
+        metavar="N",
+        help="open connections one client address may hold, loopback included (default 16; "
+        "raise it behind a reverse proxy, whose connections all come from one address)",
+    )
     n.add_argument("--token", help=f"require this shared secret (or set ${TOKEN_ENV})")
     n.add_argument(
         "--allow-anonymous",
@@ -249,6 +257,7 @@ def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
         tls_key=args.tls_key,
         allow_anonymous=args.allow_anonymous,
         allowed_hosts=tuple(args.allowed_host),
+        max_connections_per_address=args.max_connections_per_address,
     )
 
 

@@ -47,6 +47,7 @@ from typing import Final
 
 from ...errors import AddressInUseError, ConfigError
 from ...wire.protocol import MAGIC
+from .admission import Decision, Limits, decide
 from .common import sniff
 from .guards import HttpGuard, PlaintextRefusal
 
@@ -163,26 +164,26 @@ class Listener:
 
     def _admit(self, address: str) -> bool:
         """Room for a new connection from ``address``? Evicts an idle untrusted peer if needed."""
-        if self._per_address.get(address, 0) >= self.max_per_address:
-            return False
         untrusted = [slot for slot in self._slots if not slot.trusted]
-        full = len(self._slots) >= self.max_connections
-        if not full and len(untrusted) < self.max_connections * UNTRUSTED_SHARE:
-            return True
-        # The oldest untrusted connection gives way: a peer that holds slots
-        # without ever showing the token cannot keep everyone else out.
-        victims = sorted(
-            (slot for slot in untrusted if slot.transport is not None),
-            key=lambda slot: slot.accepted_at,
+        # Only a slot whose transport exists can be closed now; the others are
+        # still in TLS or in this very burst of accepts.
+        evictable = [slot for slot in untrusted if slot.transport is not None]
+        decision = decide(
+            Limits(self.max_connections, self.max_per_address, UNTRUSTED_SHARE),
+            from_address=self._per_address.get(address, 0),
+            total=len(self._slots),
+            untrusted=len(untrusted),
+            evictable=len(evictable),
         )
-        if not victims:  # all still being set up (TLS, or this very burst): no room
-            return False
-        victim = victims[0]
-        logger.debug("connection slots full: dropping the oldest untrusted connection")
-        assert victim.transport is not None
-        victim.transport.abort()
-        victim.release()  # counted free now; its connection_lost comes later
-        return True
+        if decision is Decision.EVICT_OLDEST_UNTRUSTED:
+            # A peer that holds slots without showing the token cannot keep
+            # everyone else out: the oldest of them gives way.
+            victim = min(evictable, key=lambda slot: slot.accepted_at)
+            logger.debug("connection slots full: dropping the oldest untrusted connection")
+            assert victim.transport is not None
+            victim.transport.abort()
+            victim.release()  # counted free now; its connection_lost comes later
+        return decision is not Decision.REFUSE
 
     def start(self) -> None:
         self._accept_task = asyncio.get_running_loop().create_task(self._accept_loop())
