@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from camstream.client.threaded import Client
+from camstream.config import ServerConfig
 from conftest import MjpegReader
 from netfaults import wait_until
 
@@ -67,11 +68,13 @@ def test_one_address_holds_at_most_its_share(
     running_server: Callable[..., Server], sockets: list[socket.socket]
 ) -> None:
     server = running_server("test", width=160, height=120, fps=10, handshake_timeout_s=30.0)
-    sockets += [connect(server.port, "127.0.0.2") for _ in range(16)]
-    wait_until(lambda: server.connection_count == 16, 5, "16 held connections")
-    with connect(server.port, "127.0.0.2") as seventeenth:
-        assert closed_within(seventeenth, 5)  # closed at once, without a word
-    assert server.connection_count == 16
+    share = ServerConfig().max_connections_per_address
+    assert share == 32  # the documented default
+    sockets += [connect(server.port, "127.0.0.2") for _ in range(share)]
+    wait_until(lambda: server.connection_count == share, 5, f"{share} held connections")
+    with connect(server.port, "127.0.0.2") as one_more:
+        assert closed_within(one_more, 5)  # closed at once, without a word
+    assert server.connection_count == share
     # Another address is not affected.
     with Client(server.url, reconnect=False) as client:
         client.read_frame(timeout_s=10)

@@ -121,7 +121,7 @@ def test_allowed_host_is_a_repeatable_option() -> None:
     assert server_config_from_args(args).max_connections_per_address == 100
     assert (
         server_config_from_args(build_parser().parse_args(["serve"])).max_connections_per_address
-        == 16
+        == 32
     )
 
 

@@ -129,7 +129,7 @@ class ServerConfig:
     # Serve beyond this machine without a token only when asked to explicitly.
     allow_anonymous: bool = False
     # Open connections one peer address may hold (loopback included).
-    max_connections_per_address: int = 16
+    max_connections_per_address: int = 32
     # Longest an HTTP write (a response, one MJPEG part) may wait for the peer to read.
     write_timeout_s: float = 5.0
 

@@ -212,9 +212,9 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     n.add_argument(
         "--max-connections-per-address",
         type=_int_in(1, 100_000, "a connection limit"),
-        default=16,
+        default=32,
         metavar="N",
-        help="open connections one client address may hold, loopback included (default 16; "
+        help="open connections one client address may hold, loopback included (default 32; "
         "raise it behind a reverse proxy, whose connections all come from one address)",
     )
     n.add_argument("--token", help=f"require this shared secret (or set ${TOKEN_ENV})")
