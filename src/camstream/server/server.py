@@ -42,10 +42,11 @@ from ..wire.tls import server_context
 from .hub import Hub
 from .producer import Producer
 from .status import server_status
+from .transports.edge import new_request_handler
 from .transports.httplog import server_logger
 from .transports.listener import Listener, bind_listener, max_connections_for
 from .transports.native import NativeSession, SessionContext
-from .transports.web import WebContext, build_app, new_request_handler
+from .transports.web import WebContext, build_app
 
 __all__ = ["Server"]
 

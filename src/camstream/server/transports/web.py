@@ -20,7 +20,7 @@ and its assets hold no video and stay open (the page asks for the token), and
 Prefer the header: a query string ends up in access logs and browser history.
 Nothing here logs request URLs (the server turns aiohttp's access log off).
 
-Every request first passes :func:`_request_guard`: a ``Host`` that does not
+Every request first passes :func:`~.edge.request_guard`: a ``Host`` that does not
 name this server gets 421 (DNS rebinding, see hosts.py), and a connection is
 kept alive only after a request that showed the token (or, without a token,
 asked for the stream, a snapshot or the status): a 401, ``/healthz``, a static
@@ -37,26 +37,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aiohttp import web, web_protocol
-from aiohttp.web_request import BaseRequest
+from aiohttp import web
 
 from ...config import ServerConfig
 from ...frame import Frame
 from ..hub import Hub
-from .guards import HttpGuard
-from .hosts import HostPolicy, misdirected_text
+from .edge import guard_of, request_guard, server_header
 from .mjpeg import NO_CACHE_HEADERS, frame_headers, serve_stream
 
-__all__ = [
-    "AUTH_FAILED_TEXT",
-    "SERVER_HEADER",
-    "WebContext",
-    "build_app",
-    "fresh_frame",
-    "health",
-    "new_request_handler",
-    "token_ok",
-]
+__all__ = ["AUTH_FAILED_TEXT", "WebContext", "build_app", "fresh_frame", "health", "token_ok"]
 
 # A snapshot younger than this is served as is; an older one means capture is
 # idle (nobody watches) or slow, so a temporary viewer waits for a new frame.
@@ -95,9 +84,6 @@ _AUTH_HEADERS: Final = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-#: The ``Server`` header: no Python or aiohttp version for scanners to match.
-SERVER_HEADER: Final = "camstream"
 
 
 @dataclass(frozen=True)
@@ -144,13 +130,6 @@ def token_ok(request: web.Request, token: str) -> bool:
     )
 
 
-def _guard_of(request: web.Request) -> HttpGuard | None:
-    """The connection's :class:`HttpGuard` (absent when the app runs without the listener)."""
-    transport = request.transport
-    protocol = transport.get_protocol() if transport is not None else None
-    return protocol if isinstance(protocol, HttpGuard) else None
-
-
 def _require_token(token: str | None, handler: Handler, trusted: set[int]) -> Handler:
     """``handler``, behind ``token`` when one is configured.
 
@@ -164,84 +143,12 @@ def _require_token(token: str | None, handler: Handler, trusted: set[int]) -> Ha
             # (it knows whether it sent a token), so this says nothing more.
             raise web.HTTPUnauthorized(text=AUTH_FAILED_TEXT + "\n", headers=_AUTH_HEADERS)
         trusted.add(id(request))
-        guard = _guard_of(request)
+        guard = guard_of(request)
         if guard is not None:
             guard.trust()
         return await handler(request)
 
     return guarded
-
-
-def _local_address(request: web.Request) -> str | None:
-    sockname = request.transport.get_extra_info("sockname") if request.transport else None
-    return str(sockname[0]) if isinstance(sockname, tuple) and sockname else None
-
-
-def _request_guard(config: ServerConfig, trusted: set[int]) -> Any:
-    """Middleware: the ``Host`` check, and ``Connection: close`` for untrusted requests."""
-    policy = HostPolicy(config.host, config.allowed_hosts)
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            host = request.headers.get("Host")
-            if not policy.allows(host, _local_address(request)):
-                refused = web.Response(
-                    status=421,
-                    text=misdirected_text(host or ""),
-                    headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"},
-                )
-                refused.force_close()
-                return refused
-            try:
-                response = await handler(request)
-            except web.HTTPException as exc:
-                if id(request) not in trusted:
-                    exc.force_close()
-                raise
-            if id(request) not in trusted:
-                response.force_close()
-            return response
-        finally:
-            trusted.discard(id(request))
-            guard = _guard_of(request)
-            if guard is not None:
-                guard.request_answered()
-
-    return middleware
-
-
-async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Server"] = SERVER_HEADER
-
-
-class _RequestHandler(web_protocol.RequestHandler):
-    """aiohttp's protocol, but its own error answers say ``Server: camstream`` too.
-
-    aiohttp answers a malformed request itself, before any route, so the app's
-    ``on_response_prepare`` never sees it; ``handle_error`` is the one place.
-    """
-
-    def handle_error(
-        self,
-        request: BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        response = super().handle_error(request, status, exc, message)
-        response.headers["Server"] = SERVER_HEADER
-        return response
-
-
-def new_request_handler(server: web.Server) -> asyncio.Protocol:
-    """One connection's aiohttp protocol, as ``server()`` makes it, versions hidden."""
-    options = getattr(server, "_kwargs", None)  # what AppRunner passed (logger, timeouts)
-    loop = asyncio.get_running_loop()
-    if not isinstance(options, dict):  # another aiohttp: its own handler, versions shown
-        protocol: asyncio.Protocol = server()
-        return protocol
-    return _RequestHandler(server, loop=loop, **options)
 
 
 async def fresh_frame(
@@ -311,8 +218,8 @@ def health(status: dict[str, Any], hub: Hub, config: ServerConfig) -> tuple[bool
 def build_app(ctx: WebContext) -> web.Application:
     """The aiohttp application the server hands every non-native connection to."""
     trusted: set[int] = set()  # ids of the requests now running that showed the token
-    app = web.Application(middlewares=[_request_guard(ctx.config, trusted)])
-    app.on_response_prepare.append(_server_header)
+    app = web.Application(middlewares=[request_guard(ctx.config, trusted)])
+    app.on_response_prepare.append(server_header)
     hub, config = ctx.hub, ctx.config
     streaming: set[asyncio.Transport] = set()
 
