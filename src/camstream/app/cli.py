@@ -15,7 +15,14 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from .._version import __version__
-from ..config import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, ClientConfig, ServerConfig
+from ..config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    TOKEN_ENV,
+    ClientConfig,
+    ServerConfig,
+    redact,
+)
 from ..errors import (
     AddressInUseError,
     CamstreamError,
@@ -328,7 +335,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"camstream: error: {message}\n")
+    # Messages quote addresses as the user typed them: never print a ?token=.
+    sys.stderr.write(f"camstream: error: {redact(message)}\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

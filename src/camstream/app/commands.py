@@ -16,7 +16,7 @@ import numpy as np
 
 from ..client.threaded import Client
 from ..codec import decode
-from ..config import ClientConfig, ServerConfig, parse_address, redact
+from ..config import ClientConfig, ServerConfig, parse_address
 from ..errors import CamstreamError, ConnectError
 from ..frame import Codec
 from ..server.server import Server
@@ -114,7 +114,7 @@ def view(
         if report.ended is not None:
             _say(f"stream ended: {report.ended}")
         if report.frames == 0:
-            raise ConnectError(f"no frames received from {redact(address)}")
+            raise ConnectError(f"no frames received from {address}")  # cli._error redacts
         return 0
     problem = display_problem()
     if problem is not None:
