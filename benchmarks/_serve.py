@@ -71,6 +71,8 @@ def serve_camstream(opts: dict[str, Any]) -> None:
         credit_window_max=opts.get("credit_window_max", 8),
         capture_linger_s=opts.get("capture_linger_s", 1.0),
         max_viewers=100,
+        # All viewers come from loopback: lift the per-address limit (16).
+        max_connections_per_address=1000,
     )
     with server:
 

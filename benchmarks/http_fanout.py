@@ -36,6 +36,7 @@ def cpu_seconds(pid: int) -> float:
 def start_server(width: int, height: int, fps: float) -> tuple[subprocess.Popen[str], int]:
     command = [
         sys.executable, "-m", "camstream", "serve", "--source", "test", "--port", "0",
+        "--max-connections-per-address", "1000",
         "--width", str(width), "--height", str(height), "--fps", str(fps), "--always-capture",
     ]  # fmt: skip
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

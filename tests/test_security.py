@@ -178,11 +178,17 @@ def test_server_full_checked_again_after_authentication(
         fast.read_frame(timeout_s=5)
 
 
-def test_exposed_server_without_token_warns(capsys: pytest.CaptureFixture[str]) -> None:
-    commands._server_warnings(ServerConfig(host="0.0.0.0"), None)
+def test_exposed_server_warnings(capsys: pytest.CaptureFixture[str]) -> None:
+    # Without a token an exposed server is refused (tests/test_exposure.py);
+    # with --allow-anonymous it starts, and says what that means.
+    commands._server_warnings(ServerConfig(host="0.0.0.0", allow_anonymous=True), None)
     assert "without --token" in capsys.readouterr().err
+    # A token without TLS travels in clear over HTTP: said once.
     commands._server_warnings(ServerConfig(host="0.0.0.0", token="s3cret"), None)
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "without TLS" in err and "--tls-cert" in err
     commands._server_warnings(ServerConfig(host="127.0.0.1"), None)
+    commands._server_warnings(ServerConfig(host="127.0.0.1", token="s3cret"), None)
     assert capsys.readouterr().err == ""
 
 

@@ -6,6 +6,7 @@ the fix; nothing is silently clamped or skipped.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -15,13 +16,78 @@ from .errors import ConfigError
 from .frame import Codec
 from .recording.config import RecorderConfig
 
-__all__ = ["DEFAULT_PORT", "ClientConfig", "ServerConfig", "StreamAddress", "parse_address"]
+__all__ = [
+    "DEFAULT_PORT",
+    "ClientConfig",
+    "ServerConfig",
+    "StreamAddress",
+    "parse_address",
+    "redact",
+]
 
 DEFAULT_PORT = 8080
 DEFAULT_HOST = "127.0.0.1"
 #: What a camera name may look like: it appears in URLs, subjects and file names.
 STREAM_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 TOKEN_ENV = "CAMSTREAM_TOKEN"  # noqa: S105 - the variable's name, not a secret
+
+
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._")
+# ``token=VALUE`` in a query string or URL, up to the next separator.
+_TOKEN_IN_TEXT = re.compile(r"(token=)[^&#\s'\"]*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with every ``token=VALUE`` replaced by ``token=***``.
+
+    Addresses reach error messages, window titles and logs as the user typed
+    them, ``?token=`` included; everything that shows one goes through here.
+    """
+    return _TOKEN_IN_TEXT.sub(r"\1***", text)
+
+
+def ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``text`` as an IP address (IPv4-mapped IPv6 as IPv4), else ``None``."""
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])  # drop an IPv6 zone
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def normalise_host(name: str) -> str:
+    """Lower case, no brackets, no trailing dot (``localhost.`` is ``localhost``)."""
+    name = name.strip().lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    return name[:-1] if name.endswith(".") else name
+
+
+def check_allowed_host(entry: str) -> str:
+    """Validate one ``--allowed-host`` entry; return it normalised, or raise ConfigError."""
+    if entry.strip() == "*":
+        return "*"
+    name = normalise_host(entry)
+    address = ip_or_none(name)
+    if address is not None:
+        return str(address)
+    if not name or not set(name) <= _HOST_CHARS or ".." in name or name.startswith("."):
+        raise ConfigError(
+            f"allowed host {entry!r} is not a host name or IP address; give a name such "
+            "as camera.example.org or an address such as 192.168.1.50 (no scheme, port "
+            "or path), or * for any"
+        )
+    return name
+
+
+def _is_loopback_host(host: str) -> bool:
+    name = normalise_host(host)
+    address = ip_or_none(name)
+    if address is None:
+        return name == "localhost" or name.endswith(".localhost")
+    return address.is_loopback
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
@@ -64,6 +130,14 @@ class ServerConfig:
     # Recording (needs camstream[record]): a directory, or a full RecorderConfig.
     # Each camera records into DIR/NAME; see docs/recording.md.
     record: RecorderConfig | str | None = None
+    # Host headers answered besides loopback and the bound address (DNS rebinding).
+    allowed_hosts: tuple[str, ...] = ()
+    # Serve beyond this machine without a token only when asked to explicitly.
+    allow_anonymous: bool = False
+    # Open connections one peer address may hold (loopback included).
+    max_connections_per_address: int = 32
+    # Longest an HTTP write (a response, one MJPEG part) may wait for the peer to read.
+    write_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.codec, Codec):
@@ -91,6 +165,7 @@ class ServerConfig:
         _check_positive("http_send_buffer_bytes", self.http_send_buffer_bytes)
         if self.token == "":
             raise ConfigError("token must not be empty; leave it unset to disable authentication")
+        self._check_exposure()
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("TLS needs both --tls-cert and --tls-key")
         for name in ("tls_cert", "tls_key"):
@@ -107,6 +182,25 @@ class ServerConfig:
                 "lossless PNG: drop --png or --record"
             )
 
+    def _check_exposure(self) -> None:
+        """The settings that decide who may reach the server (see docs/security.md)."""
+        if isinstance(self.allowed_hosts, str):
+            raise ConfigError("allowed_hosts must be a list of host names, not one string")
+        object.__setattr__(
+            self, "allowed_hosts", tuple(check_allowed_host(h) for h in self.allowed_hosts)
+        )
+        _check_range("max_connections_per_address", self.max_connections_per_address, 1, 100_000)
+        _check_positive("write_timeout_s", self.write_timeout_s)
+        if self.exposed and self.token is None and not self.allow_anonymous:
+            # Secure by default, for the library as for the command: serving
+            # everyone on a network is a decision, not a default.
+            raise ConfigError(
+                f"refusing to listen on {self.host} without a token: anyone who can reach "
+                "this port could watch. Set --token (or the CAMSTREAM_TOKEN variable; "
+                "ServerConfig(token=...)), or pass --allow-anonymous "
+                "(ServerConfig(allow_anonymous=True)) to serve everyone on purpose"
+            )
+
     @property
     def tls(self) -> bool:
         return self.tls_cert is not None
@@ -120,7 +214,7 @@ class ServerConfig:
     @property
     def exposed(self) -> bool:
         """True when the server listens beyond this machine."""
-        return self.host not in ("127.0.0.1", "localhost", "::1")
+        return not _is_loopback_host(self.host)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,14 +250,14 @@ def parse_address(text: str) -> StreamAddress:
         parts = urlsplit(raw)
         port = parts.port
     except ValueError as exc:
-        raise ConfigError(f"bad address {text!r}: {exc}") from None
+        raise ConfigError(f"bad address {redact(text)!r}: {exc}") from None
     if parts.scheme not in ("camstream", "camstreams", "tcp"):
         raise ConfigError(
-            f"unsupported scheme {parts.scheme!r} in {text!r}; "
+            f"unsupported scheme {parts.scheme!r} in {redact(text)!r}; "
             "use camstream:// or camstreams:// (TLS)"
         )
     if not parts.hostname:
-        raise ConfigError(f"no host in address {text!r}; give HOST[:PORT]")
+        raise ConfigError(f"no host in address {redact(text)!r}; give HOST[:PORT]")
     token = parse_qs(parts.query).get("token", [None])[0]
     stream = parts.path.strip("/")
     if stream and not STREAM_NAME_RE.fullmatch(stream):

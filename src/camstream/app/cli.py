@@ -15,7 +15,14 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from .._version import __version__
-from ..config import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV, ClientConfig, ServerConfig
+from ..config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    TOKEN_ENV,
+    ClientConfig,
+    ServerConfig,
+    redact,
+)
 from ..errors import (
     AddressInUseError,
     AuthenticationError,
@@ -216,7 +223,30 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         default=64,
         help="default 64",
     )
+    n.add_argument(
+        "--max-connections-per-address",
+        type=_int_in(1, 100_000, "a connection limit"),
+        default=32,
+        metavar="N",
+        help="open connections one client address may hold, loopback included (default 32; "
+        "raise it behind a reverse proxy, whose connections all come from one address)",
+    )
     n.add_argument("--token", help=f"require this shared secret (or set ${TOKEN_ENV})")
+    n.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="serve without a token on a non-loopback --host (anyone who can reach the "
+        "port can watch); refused otherwise",
+    )
+    n.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="answer HTTP requests for this host name too (repeatable; * for any). "
+        "Loopback, the --host address and this machine's addresses are always answered; "
+        "other names get 421 (a defence against DNS rebinding)",
+    )
     n.add_argument("--tls-cert", metavar="PEM", help="TLS certificate (native and HTTPS)")
     n.add_argument("--tls-key", metavar="PEM", help="TLS private key")
     add_record_options(parser)
@@ -241,6 +271,9 @@ def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         record=recorder_config_from_args(args),
+        allow_anonymous=args.allow_anonymous,
+        allowed_hosts=tuple(args.allowed_host),
+        max_connections_per_address=args.max_connections_per_address,
     )
 
 
@@ -327,7 +360,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"camstream: error: {message}\n")
+    # Messages quote addresses as the user typed them: never print a ?token=.
+    sys.stderr.write(f"camstream: error: {redact(message)}\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

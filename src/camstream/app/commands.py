@@ -39,10 +39,16 @@ def _warn(text: str) -> None:
 def _server_warnings(config: ServerConfig, note: str | None) -> None:
     if note:
         _warn(note)
-    if config.exposed and config.token is None:
+    if config.exposed and config.token is None:  # only with --allow-anonymous
         _warn(
-            f"listening on {config.host} without --token: anyone who can reach this "
-            "port can watch. Set --token (or CAMSTREAM_TOKEN) to require a secret."
+            f"listening on {config.host} without --token (--allow-anonymous): anyone who "
+            "can reach this port can watch. Set --token (or CAMSTREAM_TOKEN) to require a secret."
+        )
+    elif config.exposed and not config.tls:
+        _warn(
+            f"listening on {config.host} with a token but without TLS: browsers and players "
+            "send the token in clear over HTTP, and the video travels unencrypted. "
+            "Add --tls-cert/--tls-key on any network you do not fully trust."
         )
 
 
@@ -95,7 +101,7 @@ def view(
         if report.ended is not None:
             _say(f"stream ended: {report.ended}")
         if report.frames == 0:
-            raise ConnectError(f"no frames received from {address}")
+            raise ConnectError(f"no frames received from {address}")  # cli._error redacts
         return 0
     problem = display_problem()
     if problem is not None:

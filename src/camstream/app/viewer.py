@@ -28,7 +28,7 @@ import numpy as np
 
 from ..client.threaded import Client
 from ..client.values import ReceivedFrame
-from ..config import ClientConfig
+from ..config import ClientConfig, redact
 from ..errors import ConnectionClosed, DecodeError
 from ..metrics import RateMeter
 from ..wire.protocol import GoodbyeCode
@@ -222,7 +222,8 @@ def _status_lines(client: Client, address: str, since: float) -> list[str]:
     else:
         head = f"{state}..."
     error = client.stats.last_error
-    return [head, error[:160]] if error and state != "connecting" else [head]
+    lines = [head, error[:160]] if error and state != "connecting" else [head]
+    return [redact(line) for line in lines]  # drawn on screen: never a ?token=
 
 
 class _Window:
@@ -230,7 +231,7 @@ class _Window:
 
     def __init__(self, client: Client, address: str, *, overlay: bool) -> None:
         self.client = client
-        self.address = address
+        self.address = redact(address)
         self.overlay = overlay
         self.tracker = _Tracker()
         self.last_image: np.ndarray | None = None

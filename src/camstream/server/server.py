@@ -43,6 +43,8 @@ from ..wire.tls import server_context
 from .hub import Hub
 from .producer import DEFAULT_CAMERA, Producer
 from .status import server_status
+from .transports.edge import new_request_handler
+from .transports.httplog import server_logger
 from .transports.listener import Listener, bind_listener, max_connections_for
 from .transports.native import NativeSession, SessionContext
 from .transports.web import WebContext, build_app
@@ -148,6 +150,8 @@ class Server:
             app,
             handle_signals=False,
             access_log=None,
+            # aiohttp's error log would quote a bad request line, ?token= included.
+            logger=server_logger(),
             shutdown_timeout=_HTTP_SHUTDOWN_TIMEOUT_S,
             keepalive_timeout=_HTTP_KEEPALIVE_S,
         )
@@ -166,6 +170,9 @@ class Server:
             ssl_context=ssl_context,
             handshake_timeout_s=self.config.handshake_timeout_s,
             max_connections=max_connections_for(self.config.max_viewers),
+            max_per_address=self.config.max_connections_per_address,
+            write_timeout_s=self.config.write_timeout_s,
+            send_buffer_bytes=self.config.http_send_buffer_bytes,
         )
         self._listener.start()
         self._started_at = time.monotonic()
@@ -344,12 +351,17 @@ class Server:
     # -- wiring ------------------------------------------------------------
 
     def new_native_session(
-        self, accepted_at: float, on_lost: Callable[[], None] | None = None
+        self,
+        accepted_at: float,
+        on_lost: Callable[[], None] | None = None,
+        on_trusted: Callable[[], None] | None = None,
     ) -> NativeSession:
         ctx = SessionContext(
             config=self.config, find_stream=self._find_stream, viewer_count=self.hub.count
         )
-        session = NativeSession(ctx, accepted_at=accepted_at, on_lost=on_lost)
+        session = NativeSession(
+            ctx, accepted_at=accepted_at, on_lost=on_lost, on_trusted=on_trusted
+        )
         self._sessions.add(session)
         return session
 
@@ -363,8 +375,7 @@ class Server:
         """aiohttp's protocol for one connection; ``None`` once the server is stopping."""
         if self._runner is None or self._runner.server is None:
             return None
-        protocol: asyncio.Protocol = self._runner.server()
-        return protocol
+        return new_request_handler(self._runner.server)
 
     # -- status ------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Callable
 from typing import Final
@@ -19,20 +20,34 @@ from typing import Final
 from ...wire.protocol import Connection, Goodbye, GoodbyeCode, Role
 from .common import CLOSE_GRACE_S, close_gently, sniff
 
-__all__ = ["MAX_HTTP_HEAD_BYTES", "HttpGuard", "PlaintextRefusal"]
+__all__ = ["MAX_HTTP_HEAD_BYTES", "MAX_PIPELINED_REQUESTS", "HttpGuard", "PlaintextRefusal"]
 
 #: Largest HTTP request head (request line + headers) accepted; browsers send < 8 KiB.
 MAX_HTTP_HEAD_BYTES: Final = 32 * 1024
+#: Requests received but not yet answered on one connection. Browsers and players
+#: never pipeline; a peer that sends hundreds of requests and reads no answer
+#: only makes the server queue responses for nobody.
+MAX_PIPELINED_REQUESTS: Final = 16
 _HEAD_END: Final = b"\r\n\r\n"
 
 
 class HttpGuard(asyncio.Protocol):
-    """Wraps aiohttp's protocol: a deadline and a size limit for every request head.
+    """Wraps aiohttp's protocol: deadlines and bounds for what one HTTP peer can make us hold.
 
-    The guard only watches for the blank line that ends a head; aiohttp still
-    parses everything. Bytes after a complete head start the next head (camstream
-    serves only GET, so no request has a body); a head gets ``timeout_s`` from
-    its first byte, the connection's first head from the moment it was accepted.
+    * Every request head gets a deadline and a size limit. The guard only
+      watches for the blank line that ends a head; aiohttp still parses
+      everything. Bytes after a complete head start the next head (camstream
+      serves only GET, so no request has a body); a head gets ``timeout_s``
+      from its first byte, the connection's first head from the moment it was
+      accepted.
+    * Every write has a deadline: the transport pauses as soon as anything is
+      left unsent in Python's buffer, and a pause that lasts ``write_timeout_s``
+      (a peer that stopped reading, whatever the response: a file, a snapshot,
+      an MJPEG part) cuts the connection.
+    * At most :data:`MAX_PIPELINED_REQUESTS` requests may wait for their answer;
+      the web app reports each answered request with :meth:`request_answered`.
+    * The web app reports a request that passed the token check with
+      :meth:`trust`, so the listener can keep slots free for such peers.
     """
 
     def __init__(
@@ -42,13 +57,21 @@ class HttpGuard(asyncio.Protocol):
         accepted_at: float,
         timeout_s: float,
         on_lost: Callable[[], None],
+        write_timeout_s: float = 5.0,
+        send_buffer_bytes: int | None = None,
+        on_trusted: Callable[[], None] | None = None,
     ) -> None:
         self._inner = inner
         self._accepted_at = accepted_at
         self._on_lost = on_lost
+        self._on_trusted = on_trusted
         self._timeout_s = timeout_s
+        self._write_timeout_s = write_timeout_s
+        self._send_buffer_bytes = send_buffer_bytes
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
+        self._answered = 0
         self._in_head = False
         self._head_bytes = 0
         self._tail = b""  # the last bytes of an unfinished head, for a split terminator
@@ -58,6 +81,18 @@ class HttpGuard(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        # Pause whenever anything is left unsent, so that the write deadline
+        # sees every stalled write. asyncio's SSL transport pauses at
+        # ``size >= high`` (a socket transport at ``size > high``), hence 1 there.
+        with contextlib.suppress(Exception):
+            tls = transport.get_extra_info("ssl_object") is not None
+            transport.set_write_buffer_limits(high=1 if tls else 0, low=0)
+        # And a small kernel send buffer: otherwise the kernel takes megabytes
+        # for a peer that does not read, and no write ever looks stalled.
+        sock = transport.get_extra_info("socket")
+        if sock is not None and self._send_buffer_bytes is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer_bytes)
         self._inner.connection_made(transport)
         self._begin_head(self._accepted_at + self._timeout_s)
 
@@ -67,8 +102,21 @@ class HttpGuard(asyncio.Protocol):
         self._scan(data)
         if self._head_bytes > MAX_HTTP_HEAD_BYTES:
             self._reject(431, "Request Header Fields Too Large")
+        elif self._requests - self._answered > MAX_PIPELINED_REQUESTS:
+            self._rejected = True
+            self._cut()
+            return
         if not self._rejected:
             self._inner.data_received(data)
+
+    def request_answered(self) -> None:
+        """The web app finished one request (its response is written or queued)."""
+        self._answered += 1
+
+    def trust(self) -> None:
+        """This connection presented the token (or the server needs none)."""
+        if self._on_trusted is not None:
+            self._on_trusted()
 
     def eof_received(self) -> bool | None:
         return self._inner.eof_received()
@@ -76,14 +124,28 @@ class HttpGuard(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
         self._on_lost()
         self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
+        if self._write_timer is None:
+            self._write_timer = asyncio.get_running_loop().call_later(
+                self._write_timeout_s, self._cut
+            )
         self._inner.pause_writing()
 
     def resume_writing(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         self._inner.resume_writing()
+
+    def _cut(self) -> None:
+        """Drop the connection now: its peer does not read, or floods us with requests."""
+        if self._transport is not None:
+            self._transport.abort()
 
     def _scan(self, data: bytes) -> None:
         offset = 0

@@ -19,7 +19,15 @@ or dribbles one byte a second, costs one socket for a few seconds at most:
    ``handshake_timeout_s`` and at most :data:`MAX_HTTP_HEAD_BYTES`.
 
 Open connections, including those still in a handshake, are capped by
-``max_connections``; past it a new connection is closed at once. The listener
+``max_connections``, and one peer address may hold at most
+``max_connections_per_address`` of them (past it, its new connection is closed
+at once). A connection is *trusted* once it has shown the token (a native
+viewer admitted, an HTTP request that passed the token check; on a server
+without a token, any request for the stream, a snapshot or the status).
+Untrusted connections may fill at most :data:`UNTRUSTED_SHARE` of the slots:
+when they have, or when every slot is taken, a new connection takes the slot of
+the oldest untrusted one. So peers that connect and idle cannot keep a viewer
+with the token out; only a flood faster than a handshake can. The listener
 knows every connection it accepted, so :meth:`Listener.abort_all` can make sure
 none outlives the server.
 """
@@ -39,16 +47,19 @@ from typing import Final
 
 from ...errors import AddressInUseError, ConfigError
 from ...wire.protocol import MAGIC
+from .admission import Decision, Limits, decide
 from .common import sniff
 from .guards import HttpGuard, PlaintextRefusal
 
-__all__ = ["Listener", "bind_listener", "max_connections_for"]
+__all__ = ["UNTRUSTED_SHARE", "Listener", "bind_listener", "max_connections_for"]
 
 logger = logging.getLogger(__name__)
 
 _TLS_HANDSHAKE_RECORD: Final = 0x16
+#: The share of connection slots that connections without the token may fill.
+UNTRUSTED_SHARE: Final = 0.75
 
-NativeFactory = Callable[[float, Callable[[], None]], asyncio.Protocol]
+NativeFactory = Callable[[float, Callable[[], None], Callable[[], None]], asyncio.Protocol]
 HttpFactory = Callable[[], "asyncio.Protocol | None"]
 
 
@@ -90,13 +101,18 @@ def bind_listener(host: str, port: int) -> socket.socket:
 class _Slot:
     """One accepted connection, counted until whichever protocol owns it reports it lost."""
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: Listener, address: str) -> None:
         self._listener = listener
+        self.address = address
         self.transport: asyncio.Transport | None = None
         self.accepted_at = time.monotonic()
+        self.trusted = False
 
     def attach(self, transport: asyncio.Transport) -> None:
         self.transport = transport
+
+    def trust(self) -> None:
+        self.trusted = True
 
     def release(self) -> None:
         self._listener.release(self)
@@ -114,6 +130,9 @@ class Listener:
         ssl_context: ssl.SSLContext | None,
         handshake_timeout_s: float,
         max_connections: int,
+        max_per_address: int | None = None,
+        write_timeout_s: float = 5.0,
+        send_buffer_bytes: int | None = None,
     ) -> None:
         self._sock: socket.socket | None = sock
         self.native_factory = native
@@ -121,7 +140,11 @@ class Listener:
         self._ssl = ssl_context
         self.handshake_timeout_s = handshake_timeout_s
         self.max_connections = max_connections
+        self.max_per_address = max_connections if max_per_address is None else max_per_address
+        self.write_timeout_s = write_timeout_s
+        self.send_buffer_bytes = send_buffer_bytes
         self._slots: set[_Slot] = set()
+        self._per_address: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._accept_task: asyncio.Task[None] | None = None
 
@@ -130,7 +153,37 @@ class Listener:
         return len(self._slots)
 
     def release(self, slot: _Slot) -> None:
+        if slot not in self._slots:
+            return
         self._slots.discard(slot)
+        left = self._per_address.get(slot.address, 1) - 1
+        if left > 0:
+            self._per_address[slot.address] = left
+        else:
+            self._per_address.pop(slot.address, None)
+
+    def _admit(self, address: str) -> bool:
+        """Room for a new connection from ``address``? Evicts an idle untrusted peer if needed."""
+        untrusted = [slot for slot in self._slots if not slot.trusted]
+        # Only a slot whose transport exists can be closed now; the others are
+        # still in TLS or in this very burst of accepts.
+        evictable = [slot for slot in untrusted if slot.transport is not None]
+        decision = decide(
+            Limits(self.max_connections, self.max_per_address, UNTRUSTED_SHARE),
+            from_address=self._per_address.get(address, 0),
+            total=len(self._slots),
+            untrusted=len(untrusted),
+            evictable=len(evictable),
+        )
+        if decision is Decision.EVICT_OLDEST_UNTRUSTED:
+            # A peer that holds slots without showing the token cannot keep
+            # everyone else out: the oldest of them gives way.
+            victim = min(evictable, key=lambda slot: slot.accepted_at)
+            logger.debug("connection slots full: dropping the oldest untrusted connection")
+            assert victim.transport is not None
+            victim.transport.abort()
+            victim.release()  # counted free now; its connection_lost comes later
+        return decision is not Decision.REFUSE
 
     def start(self) -> None:
         self._accept_task = asyncio.get_running_loop().create_task(self._accept_loop())
@@ -181,11 +234,17 @@ class Listener:
                 logger.warning("accept failed: %s; pausing accepts for 0.1 s", exc)
                 await asyncio.sleep(0.1)
                 continue
-            if len(self._slots) >= self.max_connections:
+            try:
+                address = str(sock.getpeername()[0])
+            except OSError:  # already gone
                 sock.close()
                 continue
-            slot = _Slot(self)
+            if not self._admit(address):
+                sock.close()
+                continue
+            slot = _Slot(self, address)
             self._slots.add(slot)
+            self._per_address[address] = self._per_address.get(address, 0) + 1
             task = loop.create_task(self._open(sock, slot))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -274,7 +333,7 @@ class _Sniffer(asyncio.Protocol):
             kind = sniff(self._buffer)
             if kind == "native":
                 native = self._listener.native_factory
-                self._switch(native(self._slot.accepted_at, self._slot.release))
+                self._switch(native(self._slot.accepted_at, self._slot.release, self._slot.trust))
             elif kind == "http":
                 inner = self._listener.http_factory()
                 if inner is None:  # the server is stopping
@@ -285,6 +344,9 @@ class _Sniffer(asyncio.Protocol):
                     accepted_at=self._slot.accepted_at,
                     timeout_s=self._listener.handshake_timeout_s,
                     on_lost=self._slot.release,
+                    write_timeout_s=self._listener.write_timeout_s,
+                    send_buffer_bytes=self._listener.send_buffer_bytes,
+                    on_trusted=self._slot.trust,
                 )
                 self._switch(guard)
         except Exception:

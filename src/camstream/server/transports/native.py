@@ -88,9 +88,11 @@ class NativeSession(asyncio.Protocol):
         *,
         accepted_at: float | None = None,
         on_lost: Callable[[], None] | None = None,
+        on_trusted: Callable[[], None] | None = None,
     ) -> None:
         self._ctx = ctx
         self._on_lost = on_lost
+        self._on_trusted = on_trusted
         self._config = ctx.config
         # The bound caps frames, which only we send: a client's FRAME is refused at its header.
         self._conn = Connection(Role.SERVER, max_payload_bytes=ctx.config.max_payload_bytes)
@@ -224,6 +226,8 @@ class NativeSession(asyncio.Protocol):
         self._announced = info
         self._write(self._conn.send(info))
         self._viewer = stream.hub.attach("native", self.address)
+        if self._on_trusted is not None:
+            self._on_trusted()  # authenticated: the listener keeps its slot
         self._credit_event.set()
         self._spawn(self._send_frames(self._viewer), "sending frames")
 

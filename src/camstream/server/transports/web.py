@@ -19,6 +19,13 @@ and its assets hold no video and stay open (the page asks for the token), and
 ``/healthz`` stays open for probes but then says only how the source is doing.
 Prefer the header: a query string ends up in access logs and browser history.
 Nothing here logs request URLs (the server turns aiohttp's access log off).
+
+Every request first passes :func:`~.edge.request_guard`: a ``Host`` that does not
+name this server gets 421 (DNS rebinding, see hosts.py), and a connection is
+kept alive only after a request that showed the token (or, without a token,
+asked for the stream, a snapshot or the status): a 401, ``/healthz``, a static
+file or an error is answered with ``Connection: close``, so nobody holds a
+connection slot by polling.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from aiohttp import web
 from ...config import ServerConfig
 from ...frame import Codec, Frame
 from ..hub import Hub
+from .edge import guard_of, request_guard, server_header
 from .jpeg_view import JpegView
 from .mjpeg import NO_CACHE_HEADERS, frame_headers, serve_stream
 from .recordings import RecordingCamera, add_recording_routes
@@ -75,13 +83,6 @@ _AUTH_HEADERS: Final = {
     "WWW-Authenticate": 'Bearer realm="camstream"',
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
-}
-# What an open /healthz says about a protected server: the state only, never
-# the source's name (a file path, a camera URL) or an error's details.
-_PUBLIC_REASONS: Final = {
-    "ended": "stream ended",
-    "signal_lost": "signal lost: the source delivers no images",
-    "stalled": "no new frame",
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -133,17 +134,22 @@ def token_ok(request: web.Request, token: str) -> bool:
     )
 
 
-def _require_token(token: str | None, handler: Handler) -> Handler:
-    """``handler``, behind ``token`` when one is configured."""
-    if token is None:
-        return handler
-    expected = token
+def _require_token(token: str | None, handler: Handler, trusted: set[int]) -> Handler:
+    """``handler``, behind ``token`` when one is configured.
+
+    A request that passes is trusted (its ``id`` goes into ``trusted`` while it
+    runs): its connection may stay open.
+    """
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        if not token_ok(request, expected):
+        if token is not None and not token_ok(request, token):
             # A plain-text body; the page tells "missing" from "wrong" itself
             # (it knows whether it sent a token), so this says nothing more.
             raise web.HTTPUnauthorized(text=AUTH_FAILED_TEXT + "\n", headers=_AUTH_HEADERS)
+        trusted.add(id(request))
+        guard = guard_of(request)
+        if guard is not None:
+            guard.trust()
         return await handler(request)
 
     return guarded
@@ -175,8 +181,10 @@ async def fresh_frame(
 def health(status: dict[str, Any], hub: Hub, config: ServerConfig) -> tuple[bool, dict[str, Any]]:
     """Judge the source from a status snapshot: ``(healthy, JSON body)``.
 
-    With a token configured, anyone may ask, so the body keeps only ``ok``,
-    ``state``, a generic ``reason`` and ``latest_age_s``.
+    With a token configured, anyone may ask, so the body is only ``{"ok": true,
+    "state": "up"}`` (or ``false`` and ``"down"``): whether anyone watches
+    (``idle``/``streaming``) or how old the newest frame is is nobody else's
+    business. The status code still says healthy (200) or not (503).
     """
     latest = hub.latest
     age_s = latest.age_s() if latest is not None else None
@@ -207,18 +215,15 @@ def health(status: dict[str, Any], hub: Hub, config: ServerConfig) -> tuple[bool
     }
     if config.token is not None:
         # /healthz is open even when the server needs a token.
-        body = {
-            "ok": body["ok"],
-            "state": state,
-            "reason": _PUBLIC_REASONS.get(state) if reason is not None else None,
-            "latest_age_s": body["latest_age_s"],
-        }
+        body = {"ok": reason is None, "state": "up" if reason is None else "down"}
     return reason is None, body
 
 
 def build_app(ctx: WebContext) -> web.Application:
     """The aiohttp application the server hands every non-native connection to."""
-    app = web.Application()
+    trusted: set[int] = set()  # ids of the requests now running that showed the token
+    app = web.Application(middlewares=[request_guard(ctx.config, trusted)])
+    app.on_response_prepare.append(server_header)
     hub, config = ctx.hub, ctx.config
     streaming: set[asyncio.Transport] = set()
     as_jpeg = JpegView(config.quality)
@@ -275,17 +280,17 @@ def build_app(ctx: WebContext) -> web.Application:
 
     for path, (name, content_type) in _STATIC_FILES.items():
         app.router.add_get(path, _static_handler(_load_static(name), content_type))
-    app.router.add_get("/stream.mjpg", _require_token(config.token, stream))
-    app.router.add_get("/snapshot.jpg", _require_token(config.token, snapshot))
-    app.router.add_get("/snapshot.png", _require_token(config.token, snapshot_png))
-    app.router.add_get("/status", _require_token(config.token, status))
+    app.router.add_get("/stream.mjpg", _require_token(config.token, stream, trusted))
+    app.router.add_get("/snapshot.jpg", _require_token(config.token, snapshot, trusted))
+    app.router.add_get("/snapshot.png", _require_token(config.token, snapshot_png, trusted))
+    app.router.add_get("/status", _require_token(config.token, status, trusted))
     app.router.add_get("/healthz", healthz)
     if ctx.find_camera is not None:
         add_recording_routes(
             app,
             config=config,
             find_camera=ctx.find_camera,
-            guard=lambda handler: _require_token(config.token, handler),
+            guard=lambda handler: _require_token(config.token, handler, trusted),
             as_jpeg=as_jpeg,
         )
     app.on_shutdown.append(end_streams)
