@@ -8,6 +8,7 @@ code. Set CAMSTREAM_SCREENSHOTS=DIR to keep the screenshots they take.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -232,11 +233,16 @@ def test_window_shows_the_live_stream_and_esc_quits(display: str, tmp_path: Path
         second = _poll(display, changed, 10, "a newer frame", tmp_path, process=view)
         _keep(second, "window-second.png", tmp_path)
 
+        # The same search that must come back empty below finds the window now, so
+        # an empty answer later means "gone", not "xdotool failed" (it prints nothing then too).
+        search = ("search", "--onlyvisible", "--name", "camstream")
+        assert window in xdotool(display, *search).split()
         assert press_key_until_exit(display, window, "Escape", view.process) == 0, view.stderr
         view.wait()  # the rest of its output
         assert "Traceback" not in view.stderr
-        # The window is gone, not just hidden.
-        assert not xdotool(display, "search", "--onlyvisible", "--name", "camstream").strip()
+        # The window is gone, not just hidden; and xdotool still answers on this display.
+        assert re.fullmatch(r"\d+ \d+\s*", xdotool(display, "getdisplaygeometry"))
+        assert not xdotool(display, *search).strip()
 
 
 def test_window_says_reconnecting_and_recovers_then_sigterm_exits_0(
