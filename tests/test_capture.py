@@ -286,6 +286,7 @@ def test_several_workers_never_deliver_out_of_order() -> None:
     assert stats.frames_encoded == len(sink.frames) + stats.frames_out_of_order
 
 
+@pytest.mark.expect_error_log(r"capture callback .* failed \(further errors are only counted")
 def test_failing_callback_is_counted_and_does_not_kill_the_encoder() -> None:
     calls: list[int] = []
 

@@ -209,6 +209,7 @@ def _find_viewer_window(display: str, view: Command) -> tuple[str, tuple[int, in
         raise AssertionError(f"{exc}; viewer exit status {state}; its stderr: {said!r}") from None
 
 
+@pytest.mark.display
 def test_window_shows_the_live_stream_and_esc_quits(display: str, tmp_path: Path) -> None:
     with (
         _start_server() as server,
@@ -245,6 +246,7 @@ def test_window_shows_the_live_stream_and_esc_quits(display: str, tmp_path: Path
         assert not xdotool(display, *search).strip()
 
 
+@pytest.mark.display
 def test_window_says_reconnecting_and_recovers_then_sigterm_exits_0(
     display: str, tmp_path: Path
 ) -> None:
@@ -285,6 +287,7 @@ def test_window_says_reconnecting_and_recovers_then_sigterm_exits_0(
         assert "Traceback" not in view.stderr
 
 
+@pytest.mark.display
 def test_demo_opens_a_window_on_its_own_server_and_q_quits(display: str, tmp_path: Path) -> None:
     args = ["demo", "--source", "test", "--port", "0", "--width", "320", "--height", "240"]
     with Command(args, env=child_env(display)) as demo:
