@@ -671,3 +671,15 @@ def test_s7_silent_tls_port_connection_is_closed_without_a_message(
 ) -> None:
     peer = raw(tls_server.port)
     assert peer.all_until_closed(HANDSHAKE_S + 3)[0] == []
+
+
+def test_s5_goodbye_then_reset_is_handled_quietly(raw: Callable[..., Raw], server: Server) -> None:
+    # A client that says GOODBYE and resets at once (a killed viewer): the server's
+    # half-close then meets a dead socket (ENOTCONN). That is the peer's doing, not
+    # an internal error: no ERROR log (tests/strictness.py fails the test on one).
+    for _ in range(30):
+        peer, _ = admitted(raw, server)
+        peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.send(goodbye(NORMAL))
+        peer.close()
+    wait_until(lambda: server.status()["viewer_count"] == 0, 5, "every viewer to leave")

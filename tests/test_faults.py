@@ -215,6 +215,7 @@ def test_network_stall_is_detected_on_both_ends(
     )
 
 
+@pytest.mark.expect_error_log(r"unexpected error while handling a message; closing this session")
 def test_a_failing_session_callback_costs_only_that_session(
     running_server: Callable[..., Server], caplog: pytest.LogCaptureFixture
 ) -> None:

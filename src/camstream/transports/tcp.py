@@ -320,8 +320,9 @@ class NativeSession(asyncio.Protocol):
             # Half-close and wait for the peer's FIN. Closing outright while its
             # credits are still arriving makes the kernel answer with RST, and an
             # RST can destroy our GOODBYE in the peer's receive buffer unread.
-            transport.write_eof()
-            return
+            with contextlib.suppress(OSError):  # ENOTCONN: the peer has already reset
+                transport.write_eof()
+                return
         transport.close()
 
     def _internal_error(self, doing: str) -> None:
