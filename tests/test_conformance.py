@@ -683,3 +683,13 @@ def test_s5_goodbye_then_reset_is_handled_quietly(raw: Callable[..., Raw], serve
         peer.send(goodbye(NORMAL))
         peer.close()
     wait_until(lambda: server.status()["viewer_count"] == 0, 5, "every viewer to leave")
+
+
+def test_s7_tls_on_a_plaintext_port_gets_an_http_400(
+    raw: Callable[..., Raw], server: Server
+) -> None:
+    # A TLS ClientHello starts with 0x16, not "CS": the HTTP side answers it.
+    peer = raw(server.port)
+    peer.send(bytes.fromhex("16 03 01 00 05") + b"hello")
+    peer.sock.settimeout(5)
+    assert peer.sock.recv(64).split(b"\r\n")[0] == b"HTTP/1.0 400 Bad Request"
