@@ -51,6 +51,13 @@ from camstream.frame import Codec, Frame
 from camstream.server.hub import Hub
 from camstream.server.transports.web import WebContext, build_app
 
+# Skips fail in CI; an undeclared ERROR log from camstream fails any test (strictness.py).
+from strictness import (  # noqa: F401
+    no_unexpected_error_logs,
+    pytest_collectreport,
+    pytest_runtest_makereport,
+)
+
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 

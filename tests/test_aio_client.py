@@ -90,14 +90,24 @@ def test_credit_window_and_fresh_frames_for_a_slow_reader(server: ScriptedServer
     assert server.record.max_outstanding <= 2
 
 
+async def _new_tasks_done(before: set[asyncio.Task[Any]], timeout_s: float = 5) -> None:
+    """Wait until every task started since ``before`` was taken has finished."""
+    deadline = time.monotonic() + timeout_s
+    while pending := [t for t in asyncio.all_tasks() - before if not t.done()]:
+        assert time.monotonic() < deadline, f"still running: {pending}"
+        await asyncio.sleep(0.01)
+
+
 def test_auth_success_and_failure() -> None:
     async def scenario(srv: ScriptedServer) -> None:
         async with client_for(srv, token="s3cret") as client:
             assert (await client.read_frame(5)).seq == 1
+        before = asyncio.all_tasks()
         async with client_for(srv, token="wrong") as client:
             with pytest.raises(AuthenticationError, match="wrong token"):
                 await client.read_frame(5)
-            await asyncio.sleep(0.2)
+            # Not retried: the client's task, which would reconnect, has ended.
+            await _new_tasks_done(before)
             assert client.state == "closed"
 
     with ScriptedServer(token="s3cret") as srv:

@@ -57,6 +57,12 @@ class FakeCamera(Source):
         self.is_open = False
 
 
+def _pipeline_threads() -> list[str]:
+    """Names of the capture pipeline threads still alive in this process."""
+    names = ("camstream-capture", "camstream-encode-")
+    return [t.name for t in threading.enumerate() if t.name.startswith(names)]
+
+
 class Collector:
     """on_frame / on_end callbacks that tests can wait on."""
 
@@ -190,16 +196,19 @@ def test_source_that_never_opens_gets_placeholders_of_the_default_size() -> None
 def test_seq_keeps_increasing_across_stop_and_start() -> None:
     sink = Collector()
     pipeline = _pipeline(FakeCamera(), sink)
-    for run in range(3):
-        pipeline.start()
-        pipeline.start()  # a second start while running is a no-op
-        target = 3 * (run + 1)
-        sink.wait_for(f"frames of run {run}", lambda: len(sink.frames) >= target)  # noqa: B023
+    try:
+        for run in range(3):
+            pipeline.start()
+            pipeline.start()  # a second start while running is a no-op
+            target = 3 * (run + 1)
+            sink.wait_for(f"frames of run {run}", lambda: len(sink.frames) >= target)  # noqa: B023
+            pipeline.stop()
+            pipeline.stop()  # idempotent
+            # No frame can arrive after stop() returned: every thread that could
+            # deliver one has ended (a state, not a pause that a late frame outlasts).
+            assert not _pipeline_threads(), "a pipeline thread outlived stop()"
+    finally:
         pipeline.stop()
-        pipeline.stop()  # idempotent
-        delivered = len(sink.frames)
-        time.sleep(0.02)
-        assert len(sink.frames) == delivered, "a frame arrived after stop() returned"
     _assert_strictly_increasing(sink.frames)
     # One encoder cannot reorder, so nothing may have been discarded to keep order.
     assert pipeline.stats.frames_out_of_order == 0
@@ -209,13 +218,15 @@ def test_end_of_stream_calls_on_end_once_after_the_last_frame() -> None:
     images = [np.full((16, 16, 3), i, np.uint8) for i in range(5)]
     sink = Collector()
     pipeline = _pipeline(IterableSource(images), sink)
-    pipeline.start()
-    sink.wait_for("the end", lambda: bool(sink.ends))
-    deadline = time.monotonic() + 5
-    while pipeline.running and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert not pipeline.running  # the capture thread exited by itself
-    pipeline.stop()
+    try:
+        pipeline.start()
+        sink.wait_for("the end", lambda: bool(sink.ends))
+        deadline = time.monotonic() + 5
+        while pipeline.running and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert not pipeline.running  # the capture thread exited by itself
+    finally:
+        pipeline.stop()
     assert sink.ends == ["end of stream"]
     assert sink.events[-1] == "end"
     # The newest image always gets out, even if older ones were dropped.
@@ -275,6 +286,7 @@ def test_several_workers_never_deliver_out_of_order() -> None:
     assert stats.frames_encoded == len(sink.frames) + stats.frames_out_of_order
 
 
+@pytest.mark.expect_error_log(r"capture callback .* failed \(further errors are only counted")
 def test_failing_callback_is_counted_and_does_not_kill_the_encoder() -> None:
     calls: list[int] = []
 
@@ -294,11 +306,14 @@ def test_failing_callback_is_counted_and_does_not_kill_the_encoder() -> None:
 def test_stop_is_prompt_with_a_slowly_paced_source() -> None:
     sink = Collector()
     pipeline = _pipeline(TestPatternSource(WIDTH, HEIGHT, fps=0.5), sink)
-    pipeline.start()
-    sink.wait_for("first frame", lambda: len(sink.frames) >= 1)
-    started = time.monotonic()
-    pipeline.stop()
-    assert time.monotonic() - started < 1.0  # not the 2 s pacing period
+    try:
+        pipeline.start()
+        sink.wait_for("first frame", lambda: len(sink.frames) >= 1)
+        started = time.monotonic()
+        pipeline.stop()
+        assert time.monotonic() - started < 1.0  # not the 2 s pacing period
+    finally:
+        pipeline.stop()
 
 
 def test_stop_is_prompt_while_the_signal_is_lost() -> None:
@@ -306,11 +321,14 @@ def test_stop_is_prompt_while_the_signal_is_lost() -> None:
     camera.unplugged = True
     sink = Collector()
     pipeline = _pipeline(camera, sink, retry_interval_s=10.0, placeholder_interval_s=10.0)
-    pipeline.start()
-    sink.wait_for("a placeholder", lambda: len(sink.frames) >= 1)
-    started = time.monotonic()
-    pipeline.stop()
-    assert time.monotonic() - started < 1.0
+    try:
+        pipeline.start()
+        sink.wait_for("a placeholder", lambda: len(sink.frames) >= 1)
+        started = time.monotonic()
+        pipeline.stop()
+        assert time.monotonic() - started < 1.0
+    finally:
+        pipeline.stop()
 
 
 def test_stop_before_start_is_harmless() -> None:
@@ -329,14 +347,17 @@ def test_stop_from_inside_on_frame_does_not_deadlock() -> None:
         pipeline.stop()  # only signals: the encoder thread cannot join itself
 
     pipeline = CapturePipeline(FakeCamera(), PngEncoder(0), stop_from_inside)
-    pipeline.start()
-    deadline = time.monotonic() + 5
-    while pipeline.running and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert not pipeline.running  # the capture thread obeyed the stop
-    started = time.monotonic()
-    pipeline.stop()  # the owner's stop joins everything
-    assert time.monotonic() - started < 1.0
+    try:
+        pipeline.start()
+        deadline = time.monotonic() + 5
+        while pipeline.running and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert not pipeline.running  # the capture thread obeyed the stop
+        started = time.monotonic()
+        pipeline.stop()  # the owner's stop joins everything
+        assert time.monotonic() - started < 1.0
+    finally:
+        pipeline.stop()
     assert len(seen) == 1
     assert pipeline.stats.callback_errors == 0
 

@@ -194,6 +194,11 @@ def test_the_right_token_is_accepted_from_config_address_or_environment(
             assert client.read_frame(timeout_s=5).seq == 1
 
 
+def _connection_thread_alive(client: Client) -> bool:
+    """Whether ``client``'s connection thread (which would reconnect) still runs."""
+    return any(t.name == f"camstream-client {client.url}" for t in threading.enumerate())
+
+
 def test_a_wrong_token_raises_authentication_error_and_is_not_retried() -> None:
     with ScriptedServer(token="s3cret") as srv, client_for(srv, token="wrong") as client:
         with pytest.raises(AuthenticationError, match="wrong token") as info:
@@ -201,7 +206,9 @@ def test_a_wrong_token_raises_authentication_error_and_is_not_retried() -> None:
         assert info.value.code == GoodbyeCode.AUTH_FAILED
         with pytest.raises(AuthenticationError):
             client.wait_connected(1)
-        time.sleep(0.3)
+        # Not retried: the thread that would reconnect has ended (a state, where a
+        # pause would only show that a retry had not happened *yet*).
+        wait_until(lambda: not _connection_thread_alive(client), what="the client thread to end")
         assert srv.record.connections == 1 and client.state == "closed"
 
 
@@ -219,7 +226,7 @@ def test_a_full_server_raises_server_full_error_and_is_not_retried() -> None:
     with ScriptedServer(hello_goodbye=full) as srv, client_for(srv) as client:
         with pytest.raises(ServerFullError, match="1 viewers"):
             client.wait_connected(5)
-        time.sleep(0.3)
+        wait_until(lambda: not _connection_thread_alive(client), what="the client thread to end")
         assert srv.record.connections == 1
 
 

@@ -20,6 +20,7 @@ from camstream.client.threaded import Client
 from camstream.errors import ConnectionClosed, SourceError
 from camstream.server.server import Server
 from camstream.sources import Source, TestPatternSource
+from camstream.sources.pattern import render_placeholder
 from camstream.wire.protocol import GoodbyeCode, StreamInfo
 from netfaults import CLIENT as SHARED_CLIENT
 from netfaults import FAST, HEARTBEAT_TIMEOUT_S, FrameLog, TcpProxy, wait_until
@@ -37,10 +38,12 @@ class FlakySource(Source):
         super().__init__()
         self.unplugged = threading.Event()
         self.opens = 0
+        self.failed_opens = 0
         self._pattern = TestPatternSource(160, 120, 20)
 
     def open(self) -> None:
         if self.unplugged.is_set():
+            self.failed_opens += 1
             raise SourceError("flaky camera could not be opened: no such device")
         self._pattern.open()
         self.opens += 1
@@ -65,6 +68,25 @@ def write_video(path: Path, frames: int, fps: float = 20.0) -> str:
         writer.write(image)
     writer.release()
     return str(path)
+
+
+def assert_shows_text(image: np.ndarray, text: str, captured_at_ns: int) -> None:
+    """``image`` is camstream's placeholder saying ``text``, compared pixel by pixel.
+
+    The reference is rendered the way the server renders it (at the frame's
+    capture time, for the clock line); a different headline of the same length
+    must be clearly further away, so the comparison really reads the text.
+    """
+    height, width = image.shape[:2]
+    now = captured_at_ns / 1e9
+
+    def distance(headline: str) -> float:
+        reference = render_placeholder(headline, width, height, now=now)
+        return float(cv2.absdiff(image, reference).mean())
+
+    matching, other = distance(text), distance("X" * len(text))
+    assert matching < 4, f"{matching:.1f} levels from the {text!r} placeholder"
+    assert other > 2 * matching + 1, (matching, other)
 
 
 @pytest.fixture
@@ -95,8 +117,9 @@ def test_camera_lost_shows_no_signal_then_comes_back(
         no_signal_after = time.monotonic() - lost_at
         assert server.status()["signal_lost"] is True
         image = placeholder.image  # a real picture a viewer can show
-        assert image.shape[:2] == (120, 160) and image.std() > 0
-        time.sleep(0.6)  # a few retries fail while it stays unplugged
+        assert image.shape[:2] == (120, 160)
+        assert_shows_text(image, "NO SIGNAL", placeholder.frame.captured_at_ns)
+        wait_until(lambda: source.failed_opens >= 2, 5, "a few failed reopen attempts")
         source.unplugged.clear()
         back_at = time.monotonic()
         wait_until(
@@ -192,6 +215,7 @@ def test_network_stall_is_detected_on_both_ends(
     )
 
 
+@pytest.mark.expect_error_log(r"unexpected error while handling a message; closing this session")
 def test_a_failing_session_callback_costs_only_that_session(
     running_server: Callable[..., Server], caplog: pytest.LogCaptureFixture
 ) -> None:

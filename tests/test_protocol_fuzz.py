@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from camstream.errors import RemoteProtocolError
 from camstream.frame import Codec, Frame
+from camstream.wire.messages import BODY_BOUNDS
 from camstream.wire.protocol import (
     HEADER_SIZE,
     MAGIC,
@@ -27,16 +28,20 @@ from camstream.wire.protocol import (
     Goodbye,
     GoodbyeCode,
     Hello,
+    MessageType,
     Ping,
     Pong,
     Role,
     StreamInfo,
 )
 
-MAX_PAYLOAD = 2048
-# The largest body any type may declare: FRAME's 22-byte prefix plus the payload
-# limit (every control message is far smaller).
-MAX_BUFFERED = HEADER_SIZE + 22 + MAX_PAYLOAD
+# Small on purpose: the random inputs below are much larger than one message may
+# be, so a receiver that buffered a body before checking its declared length
+# would exceed MAX_BUFFERED and fail ``feed_checked``.
+MAX_PAYLOAD = 64
+# The largest message the receivers accept: a header, FRAME's 22-byte prefix and
+# the payload limit, or a GOODBYE with the longest reason.
+MAX_BUFFERED = HEADER_SIZE + max(22 + MAX_PAYLOAD, 2 + MAX_REASON_BYTES)
 
 FUZZ = settings(
     max_examples=250,
@@ -53,7 +58,7 @@ frames = st.builds(
     width=u16,
     height=u16,
     codec=st.sampled_from(Codec),
-    data=st.binary(max_size=300),
+    data=st.binary(min_size=1, max_size=MAX_PAYLOAD),
     placeholder=st.booleans(),
 )
 infos = st.builds(
@@ -184,7 +189,9 @@ def test_random_bytes_give_events_or_a_protocol_error(
 @given(
     role=st.sampled_from(Role),
     streaming=st.booleans(),
-    data=st.binary(max_size=300),
+    # Longer than the largest message (MAX_BUFFERED), so that buffering a body
+    # before checking its declared length fails the bound in feed_checked.
+    data=st.binary(max_size=3 * MAX_BUFFERED),
     sizes=chunk_sizes,
 )
 def test_random_bytes_after_a_valid_header_prefix(
@@ -216,3 +223,26 @@ def test_mutated_streams_give_events_or_a_protocol_error(data: st.DataObject) ->
     bad = data.draw(mutated(stream))
     sizes = data.draw(chunk_sizes)
     feed_checked(new_connection(role, streaming=streaming), chunked(bad, sizes))
+
+
+@FUZZ
+@given(
+    receiver=st.sampled_from(
+        [(Role.CLIENT, t) for t in (4, 5, 7, 8, 9)] + [(Role.SERVER, t) for t in (6, 7, 8, 9)]
+    ),
+    excess=st.integers(1, 2 * MAX_BUFFERED),
+    sizes=chunk_sizes,
+)
+def test_an_oversized_declared_length_is_refused_before_its_body_is_buffered(
+    receiver: tuple[Role, int], excess: int, sizes: list[int]
+) -> None:
+    role, msg_type = receiver[0], MessageType(receiver[1])
+    conn = new_connection(role, streaming=True)
+    _low, high = BODY_BOUNDS[msg_type]
+    high += MAX_PAYLOAD if msg_type is MessageType.FRAME else 0
+    body = bytes(high + excess)  # the whole oversized body really follows
+    data = MAGIC + bytes([PROTOCOL_VERSION, msg_type]) + (high + excess).to_bytes(4, "big")
+    with pytest.raises(RemoteProtocolError, match="declares"):
+        for chunk in chunked(data + body, sizes):
+            conn.receive_data(chunk)
+            assert conn.buffered_bytes <= MAX_BUFFERED

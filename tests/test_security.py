@@ -103,7 +103,7 @@ def test_nothing_is_sent_before_authentication(
     assert kinds[0] is Challenge
     assert StreamInfo not in kinds and Frame not in kinds and Ping not in kinds
     goodbye = peer.events[-1]
-    assert isinstance(goodbye, Goodbye) and goodbye.code is GoodbyeCode.TIMEOUT
+    assert isinstance(goodbye, Goodbye) and goodbye.code is GoodbyeCode.AUTH_FAILED
 
 
 def test_a_recorded_answer_is_useless_on_the_next_connection(

@@ -123,20 +123,37 @@ def test_default_source_falls_back_to_test_pattern_with_one_line() -> None:
 def test_capture_runs_only_while_someone_watches(
     running_server: Callable[..., Server],
 ) -> None:
-    server = running_server("test", width=320, height=240, fps=30, capture_linger_s=0.3)
-    time.sleep(0.2)  # let a wrongly eager capture start, if it would
-    assert server.status()["capturing"] is False
+    first_read: list[float] = []
+
+    def camera() -> np.ndarray:
+        if not first_read:
+            first_read.append(time.monotonic())
+        return np.zeros((240, 320, 3), np.uint8)
+
+    server = running_server(camera, fps=30, capture_linger_s=0.3)
+    # "Never" has no state to wait for: give a wrongly eager capture the time it
+    # would need to start (it starts within milliseconds when it is wanted).
+    time.sleep(0.2)
+    assert server.status()["capturing"] is False and not first_read
+    connected_at = time.monotonic()
     with Client(server.url) as client:
-        client.read_frame(timeout_s=10)
+        assert client.read_frame(timeout_s=10).seq == 0  # seq counts from 0 per process
+        assert first_read and first_read[0] >= connected_at  # read only once watched
         assert server.status()["capturing"] is True
     wait_until(lambda: server.status()["viewer_count"] == 0, 10, "the viewer to leave")
     # Still capturing during the linger (a quick reconnect costs no restart)...
     left_at = time.monotonic()
     wait_until(lambda: not server.status()["capturing"], 10, "capture to stop")
     assert time.monotonic() - left_at >= 0.2
+    # Really stopped: no capture or encoder thread is left that could publish a
+    # frame (the encoders end just after the capture thread).
+    names = ("camstream-capture", "camstream-encode-")
+    wait_until(
+        lambda: not [t for t in threading.enumerate() if t.name.startswith(names)],
+        5,
+        "the capture threads to end",
+    )
     stopped = server.status()
-    time.sleep(0.3)
-    assert server.status()["frames_published"] == stopped["frames_published"]  # really stopped
     # The next viewer wakes it up again, with sequence numbers still increasing.
     with Client(server.url) as client:
         wait_until(

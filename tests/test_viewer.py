@@ -240,6 +240,7 @@ def _find_viewer_window(display: str, view: Command) -> tuple[str, tuple[int, in
         raise AssertionError(f"{exc}; viewer exit status {state}; its stderr: {said!r}") from None
 
 
+@pytest.mark.display
 def test_window_shows_the_live_stream_and_esc_quits(display: str, tmp_path: Path) -> None:
     with (
         _start_server() as server,
@@ -264,13 +265,19 @@ def test_window_shows_the_live_stream_and_esc_quits(display: str, tmp_path: Path
         second = _poll(display, changed, 10, "a newer frame", tmp_path, process=view)
         _keep(second, "window-second.png", tmp_path)
 
+        # The same search that must come back empty below finds the window now, so
+        # an empty answer later means "gone", not "xdotool failed" (it prints nothing then too).
+        search = ("search", "--onlyvisible", "--name", "camstream")
+        assert window in xdotool(display, *search).split()
         assert press_key_until_exit(display, window, "Escape", view.process) == 0, view.stderr
         view.wait()  # the rest of its output
         assert "Traceback" not in view.stderr
-        # The window is gone, not just hidden.
-        assert not xdotool(display, "search", "--onlyvisible", "--name", "camstream").strip()
+        # The window is gone, not just hidden; and xdotool still answers on this display.
+        assert re.fullmatch(r"\d+ \d+\s*", xdotool(display, "getdisplaygeometry"))
+        assert not xdotool(display, *search).strip()
 
 
+@pytest.mark.display
 def test_window_says_reconnecting_and_recovers_then_sigterm_exits_0(
     display: str, tmp_path: Path
 ) -> None:
@@ -312,6 +319,7 @@ def test_window_says_reconnecting_and_recovers_then_sigterm_exits_0(
         assert "camstream: stopped" in view.stdout  # as serve says it on Ctrl-C
 
 
+@pytest.mark.display
 def test_demo_opens_a_window_on_its_own_server_and_q_quits(display: str, tmp_path: Path) -> None:
     args = ["demo", "--source", "test", "--port", "0", "--width", "320", "--height", "240"]
     with Command(args, env=child_env(display)) as demo:

@@ -153,7 +153,7 @@ BODY_BOUNDS = {
     MessageType.CHALLENGE: (NONCE_SIZE, NONCE_SIZE),
     MessageType.AUTH: (DIGEST_SIZE, DIGEST_SIZE),
     MessageType.STREAM_INFO: (_STREAM_INFO.size, _STREAM_INFO.size + MAX_NAME_BYTES),
-    MessageType.FRAME: (_FRAME.size, _FRAME.size),
+    MessageType.FRAME: (_FRAME.size + 1, _FRAME.size),  # the payload is never empty
     MessageType.CREDIT: (_CREDIT.size, _CREDIT.size),
     MessageType.PING: (_PING.size, _PING.size),
     MessageType.PONG: (_PING.size, _PING.size),

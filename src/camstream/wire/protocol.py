@@ -111,7 +111,7 @@ _HINTS = {
     MessageType.AUTH: "AUTH is only valid as the answer to a CHALLENGE",
     MessageType.STREAM_INFO: "STREAM_INFO follows HELLO, or AUTH when a CHALLENGE was sent",
     MessageType.FRAME: "only the server sends frames, and only after STREAM_INFO",
-    MessageType.CREDIT: "only the client sends CREDIT, and only after STREAM_INFO",
+    MessageType.CREDIT: "only the client sends CREDIT, and only after HELLO",
 }
 
 
@@ -163,10 +163,11 @@ class Connection:
         if msg_type in (MessageType.PING, MessageType.PONG):
             return True
         if sender is Role.CLIENT:
-            return (msg_type, phase) in {
-                (MessageType.AUTH, State.AUTHENTICATING),
-                (MessageType.CREDIT, State.STREAMING),
-            }
+            # CREDIT may follow HELLO at once: whether it arrives before or after
+            # the server's answer must not depend on how TCP cut the bytes.
+            return msg_type is MessageType.CREDIT or (
+                msg_type is MessageType.AUTH and phase is State.AUTHENTICATING
+            )
         return (msg_type, phase) in {
             (MessageType.STREAM_INFO, State.AWAIT_STREAM_INFO),
             (MessageType.STREAM_INFO, State.STREAMING),
@@ -296,6 +297,8 @@ class Connection:
         """Return ``(header, payload)`` for a frame, without copying the payload."""
         self._check_send(MessageType.FRAME)
         size = len(frame.data)
+        if size == 0:  # v1 forbids empty payloads (docs/protocol.md §2, FRAME)
+            raise LocalProtocolError(f"frame {frame.seq} has an empty payload")
         if size > self.max_payload_bytes:
             raise LocalProtocolError(f"frame of {size} bytes exceeds {self.max_payload_bytes=}")
         try:

@@ -149,6 +149,11 @@ class NativeSession(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         logger.debug("%s: the client closed the connection", self.address)
         self._peer_eof = True
+        try:
+            self._conn.receive_eof()
+        except RemoteProtocolError as exc:  # it stopped in the middle of a message
+            self._fail(GoodbyeCode.PROTOCOL_ERROR, f"protocol error: {exc}")
+            return None
         self._close()
         return None
 
@@ -273,7 +278,10 @@ class NativeSession(asyncio.Protocol):
             await asyncio.sleep(min(config.heartbeat_interval_s, config.handshake_timeout_s))
             now = time.monotonic()
             if self._viewer is None and now >= deadline:
-                self._fail(GoodbyeCode.TIMEOUT, "handshake timed out")
+                if self._nonce is not None:  # challenged, no AUTH: say why, not just "timeout"
+                    self._fail(GoodbyeCode.AUTH_FAILED, "authentication required: no AUTH in time")
+                else:
+                    self._fail(GoodbyeCode.TIMEOUT, "handshake timed out")
                 return
             if now - self._last_heard > config.heartbeat_timeout_s:
                 self._fail(GoodbyeCode.TIMEOUT, "no heartbeat from client")
