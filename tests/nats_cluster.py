@@ -153,10 +153,13 @@ class NatsCluster:
             node.stop()
 
 
-@pytest.fixture
-def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    """Three NATS nodes with JetStream, clustered on 127.0.0.1; stopped by PID."""
-    cluster = NatsCluster(tmp_path / "nats")
+@contextlib.contextmanager
+def running_cluster(root: Path, size: int = 3) -> Iterator[NatsCluster]:
+    """``size`` NATS nodes with JetStream, clustered on 127.0.0.1; stopped by PID.
+
+    The test modules' ``nats_cluster`` fixture is ``running_cluster(tmp_path)``.
+    """
+    cluster = NatsCluster(root / "nats", size)
     try:
         cluster.wait_ready()
         yield cluster

@@ -9,22 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from nats_cluster import NatsCluster, nats_cluster  # noqa: F401 - the fixture
-from netfaults import wait_until
 
 from camstream.bus import FeedItem, NatsFrameSource, NatsOptions, NatsPublisher, NoSignal
 from camstream.frame import Codec, Frame
+from nats_cluster import NatsCluster, running_cluster
+from netfaults import wait_until
 
 T = TypeVar("T")
 CAMERAS = ("cam1", "cam2")
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    with running_cluster(tmp_path) as cluster:
+        yield cluster
 
 
 class Producer:
@@ -186,7 +194,7 @@ def test_losing_a_nats_node_costs_at_most_two_seconds(nats_cluster: NatsCluster)
                         after = received.frames_since(killed_s - 0.5)
                         assert len(after) >= 30, f"only {len(after)} frames after the kill"
                         times = [t for t, _ in after]
-                        gap_s = max(b - a for a, b in zip(times, times[1:], strict=False))
+                        gap_s = max(b - a for a, b in itertools.pairwise(times))
                         assert gap_s <= 2.0, f"{gap_s:.2f} s without frames ({users} -> {netloc})"
                         seqs = [frame.seq for frame in received.frames]
                         assert seqs == sorted(set(seqs))
