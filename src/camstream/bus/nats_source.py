@@ -23,12 +23,12 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, ConnectError, RemoteProtocolError
-from ..frame import Codec, Frame
+from ..frame import Codec
 from ._client import connect_forever, load_nats
+from .camera_state import CameraState, CameraStats
 from .feed import CameraFeed, FeedItem, NoSignal
 from .mode import Mode, ModeDecider, ModePolicy
 from .options import NatsOptions, check_camera_name
@@ -38,52 +38,12 @@ from .wire import frame_from_message
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
-    from nats.aio.subscription import Subscription
 
 __all__ = ["CameraStats", "NatsFrameSource"]
 
 _RETRY_S = 0.2
 _MIN_POLL_S = 0.002
 _MAX_POLL_S = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class CameraStats:
-    camera: str
-    mode: str
-    mode_reason: str
-    mode_switches: int
-    live: bool
-    last_seq: int
-    frames_live: int
-    frames_by_push: int
-    frames_by_pull: int
-    pulls: int
-    pull_errors: int
-    duplicates: int
-    malformed: int
-    stale: int
-    lag_s: float
-
-
-class _Camera:
-    def __init__(self, name: str, subject: str, track: CameraTrack, decider: ModeDecider) -> None:
-        self.name = name
-        self.subject = subject
-        self.track = track
-        self.decider = decider
-        self.feeds: set[CameraFeed] = set()
-        self.task: asyncio.Task[None] | None = None
-        self.sub: Subscription | None = None
-        self.switch = asyncio.Event()
-        self.latest: Frame | None = None
-        self.no_signal_sent = False
-        self.started_s = 0.0
-        self.stream_seq: int | None = None
-        self.frame_interval_s = 1 / 30
-        self.counts = dict.fromkeys(
-            ("live", "push", "pull", "pulls", "pull_errors", "duplicates", "malformed", "stale"), 0
-        )
 
 
 class NatsFrameSource:
@@ -120,7 +80,7 @@ class NatsFrameSource:
         self._clock = clock
         self._wall_clock_ns = wall_clock_ns
         self._tick_s = min(0.25, stale_after_s / 4)
-        self._cameras: dict[str, _Camera] = {}
+        self._cameras: dict[str, CameraState] = {}
         self._nc: NatsClient | None = None
         self._connected = asyncio.Event()
         self._connect_task: asyncio.Task[None] | None = None
@@ -222,11 +182,11 @@ class NatsFrameSource:
         """Follow ``camera`` for the ``on_item`` callback (``watch`` does it too)."""
         self._follow(camera)
 
-    def _follow(self, camera: str) -> _Camera:
+    def _follow(self, camera: str) -> CameraState:
         cam = self._cameras.get(camera)
         if cam is None:
             check_camera_name(camera)
-            cam = _Camera(
+            cam = CameraState(
                 camera,
                 self.options.subject(camera, self.codec),
                 CameraTrack(self.stale_after_s),
@@ -259,43 +219,22 @@ class NatsFrameSource:
         return sorted(names)
 
     def stats(self) -> dict[str, CameraStats]:
-        return {name: self._camera_stats(cam) for name, cam in self._cameras.items()}
-
-    @staticmethod
-    def _camera_stats(cam: _Camera) -> CameraStats:
-        c = cam.counts
-        return CameraStats(
-            camera=cam.name,
-            mode=cam.decider.mode.value,
-            mode_reason=cam.decider.reason,
-            mode_switches=cam.decider.switches,
-            live=cam.track.live,
-            last_seq=cam.track.last_relay_seq,
-            frames_live=c["live"],
-            frames_by_push=c["push"],
-            frames_by_pull=c["pull"],
-            pulls=c["pulls"],
-            pull_errors=c["pull_errors"],
-            duplicates=c["duplicates"],
-            malformed=c["malformed"],
-            stale=c["stale"],
-            lag_s=cam.decider.last_lag_s,
-        )
+        return {name: cam.stats() for name, cam in self._cameras.items()}
 
     # -- per camera ------------------------------------------------------------
 
-    def _deliver(self, cam: _Camera, item: FeedItem) -> None:
+    def _deliver(self, cam: CameraState, item: FeedItem) -> None:
         for feed in cam.feeds:
             feed.offer(item)
         if self._on_item is not None:
             self._on_item(cam.name, item)
 
-    def _no_signal(self, cam: _Camera, reason: str) -> None:
+    def _no_signal(self, cam: CameraState, reason: str) -> None:
         if not cam.no_signal_sent:
             cam.no_signal_sent = True
             self._deliver(cam, NoSignal(cam.name, reason))
 
-    def _check_signal(self, cam: _Camera) -> None:
+    def _check_signal(self, cam: CameraState) -> None:
         now_s = self._clock()
         if cam.track.check(now_s):
             return
@@ -304,7 +243,7 @@ class NatsFrameSource:
         elif cam.track.silent_for_s(now_s, cam.started_s) > self.stale_after_s:
             self._no_signal(cam, "no frame yet")
 
-    def _accept(self, cam: _Camera, msg: Msg, *, by_pull: bool) -> Verdict | None:
+    def _accept(self, cam: CameraState, msg: Msg, *, by_pull: bool) -> Verdict | None:
         """Judge one message; deliver it if it is live. None: malformed."""
         try:
             bus = frame_from_message(msg.headers, msg.data)
@@ -339,7 +278,7 @@ class NatsFrameSource:
                     cam.switch.set()
         return verdict
 
-    async def _run(self, cam: _Camera) -> None:
+    async def _run(self, cam: CameraState) -> None:
         await self._connected.wait()
         while True:
             cam.switch.clear()
@@ -348,7 +287,7 @@ class NatsFrameSource:
             else:
                 await self._pull_phase(cam)
 
-    async def _push_phase(self, cam: _Camera) -> None:
+    async def _push_phase(self, cam: CameraState) -> None:
         assert self._nc is not None
 
         async def on_message(msg: Msg) -> None:
@@ -374,7 +313,7 @@ class NatsFrameSource:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    async def _pull_phase(self, cam: _Camera) -> None:
+    async def _pull_phase(self, cam: CameraState) -> None:
         while cam.decider.mode is Mode.PULL:
             try:
                 got = await self._pull_once(cam)
@@ -391,7 +330,7 @@ class NatsFrameSource:
                 delay_s = min(max(cam.frame_interval_s / 4, _MIN_POLL_S), _MAX_POLL_S)
                 await asyncio.sleep(delay_s)
 
-    async def _pull_once(self, cam: _Camera) -> bool:
+    async def _pull_once(self, cam: CameraState) -> bool:
         """One direct get; True if it brought a frame we did not have."""
         assert self._nc is not None
         stream = self.options.stream
