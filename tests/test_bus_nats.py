@@ -24,6 +24,7 @@ from camstream.bus import FeedItem, NatsFrameSource, NatsOptions, NatsPublisher,
 from camstream.frame import Codec, Frame
 from nats_cluster import NatsCluster, running_cluster
 from netfaults import wait_until
+from thin_link import ThinLink
 
 T = TypeVar("T")
 CAMERAS = ("cam1", "cam2")
@@ -287,3 +288,41 @@ def test_a_slow_relay_switches_to_pull_latest_and_its_age_stays_flat(
             run(scenario)
     finally:
         publisher.__exit__(None, None, None)
+
+
+def test_a_relay_behind_a_thin_link_switches_to_pull_latest_and_its_age_stays_flat(
+    nats_cluster: NatsCluster,
+) -> None:
+    publisher = start_publisher(nats_cluster)
+    ages: list[tuple[float, float]] = []
+
+    def on_item(camera: str, item: FeedItem) -> None:
+        if isinstance(item, Frame):
+            ages.append((time.monotonic(), item.age_s()))
+
+    port = int(nats_cluster.nodes[0].client_url.rsplit(":", 1)[1])
+    # 2 Mbit/s against 20 KB x 30 fps = 4.8 Mbit/s: push cannot keep up.
+    with ThinLink(port, rate_bytes_s=250_000) as link:
+        try:
+            with Producer(publisher, ("cam1",), fps=30, size=20_000):
+
+                async def scenario() -> None:
+                    options = NatsOptions.from_url(link.url)
+                    async with NatsFrameSource(options, on_item=on_item) as source:
+                        await source.wait_connected(10)
+                        source.follow("cam1")
+                        started_s = time.monotonic()
+                        await asyncio.sleep(12.0)
+                        stats = source.stats()["cam1"]
+                        assert stats.mode == "pull" and stats.frames_by_pull > 50, stats
+                        middle = [a for t, a in ages if 4 < t - started_s <= 8]
+                        late = [a for t, a in ages if t - started_s > 8]
+                        assert middle and late
+                        # One 20 KB frame takes 80 ms on this link: the age is a
+                        # frame's transfer time, and the same later as before.
+                        assert max(late) < 0.5, f"age grew: {late}"
+                        assert abs(sum(late) / len(late) - sum(middle) / len(middle)) < 0.1
+
+                run(scenario)
+        finally:
+            publisher.__exit__(None, None, None)
