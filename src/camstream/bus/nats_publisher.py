@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..frame import Frame
+from ..frame import Codec, Frame
 from ._client import connect_forever, load_nats
 from .loop_thread import LoopThread
 from .options import NatsOptions
@@ -97,7 +97,7 @@ class NatsPublisher:
         self._max_pending_bytes = max_pending_bytes
         self._lock = threading.Lock()
         self._slots: dict[str, Frame] = {}
-        self._subjects: dict[str, str] = {}
+        self._subjects: dict[tuple[str, Codec], str] = {}
         self._wake_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -124,10 +124,13 @@ class NatsPublisher:
     # -- any thread ------------------------------------------------------------
 
     def publish(self, camera: str, frame: Frame) -> None:
-        """Hand over the newest frame of ``camera``; never blocks, never queues."""
-        subject = self._subjects.get(camera)
-        if subject is None:
-            subject = self._subjects.setdefault(camera, self.options.subject(camera, frame.codec))
+        """Hand over the newest frame of ``camera``; never blocks, never queues.
+
+        Safe from any thread. A camera name that cannot be a subject token
+        raises :class:`~camstream.errors.ConfigError` (on its first frame).
+        """
+        if (camera, frame.codec) not in self._subjects:  # validates the name once
+            self._subjects[camera, frame.codec] = self.options.subject(camera, frame.codec)
         with self._lock:
             if camera in self._slots:
                 self._counts["dropped_superseded"] += 1
@@ -265,7 +268,7 @@ class NatsPublisher:
                 batch, self._slots = self._slots, {}
                 self._wake_pending = False
             for camera, frame in batch.items():
-                await self._send(self._subjects[camera], frame)
+                await self._send(self._subjects[camera, frame.codec], frame)
 
     def _count(self, name: str, amount: int = 1) -> None:
         with self._lock:

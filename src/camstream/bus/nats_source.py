@@ -279,7 +279,10 @@ class NatsFrameSource:
         return verdict
 
     async def _run(self, cam: CameraState) -> None:
-        await self._connected.wait()
+        while not self._connected.is_set():  # NATS unreachable: still say NO SIGNAL
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._connected.wait(), self._tick_s)
+            self._check_signal(cam)
         while True:
             cam.switch.clear()
             if cam.decider.mode is Mode.PUSH:
@@ -315,6 +318,10 @@ class NatsFrameSource:
 
     async def _pull_phase(self, cam: CameraState) -> None:
         while cam.decider.mode is Mode.PULL:
+            if self._nc is None or not self._nc.is_connected:
+                self._check_signal(cam)  # nats-py is reconnecting; no request would go out
+                await asyncio.sleep(self._tick_s / 5)
+                continue
             try:
                 got = await self._pull_once(cam)
             except asyncio.CancelledError:
