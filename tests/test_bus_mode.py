@@ -131,6 +131,24 @@ def test_late_push_frames_after_the_switch_do_not_flip_back() -> None:
     assert decider.on_push_frame(0.1, 0.01, 0) is Mode.PULL
 
 
+def test_a_stalled_pull_falls_back_to_push() -> None:
+    decider = ModeDecider(POLICY)
+    decider.on_slow_consumer(0.0)
+    assert decider.on_pull_idle(0.5, idle_s=0.9, frame_interval_s=DT) is Mode.PULL
+    # A slow camera (1 fps) is not a stall after 1 s: three intervals are allowed.
+    assert decider.on_pull_idle(0.5, idle_s=2.5, frame_interval_s=1.0) is Mode.PULL
+    assert decider.on_pull_idle(0.6, idle_s=1.1, frame_interval_s=DT) is Mode.PUSH
+    assert decider.reason.startswith("pull stalled")
+    assert decider.on_pull_idle(0.7, idle_s=5.0, frame_interval_s=DT) is Mode.PUSH
+
+
+def test_a_relay_may_start_in_pull() -> None:
+    decider = ModeDecider(ModePolicy(start_in_pull=True, probe_samples=1), now_s=0.0)
+    assert decider.mode is Mode.PULL
+    assert decider.on_pull_frame(1.0, 0.01, skipped=0) is Mode.PULL  # the hold still counts
+    assert decider.on_pull_frame(5.0, 0.01, skipped=0) is Mode.PUSH
+
+
 def test_policy_is_validated() -> None:
     with pytest.raises(ConfigError):
         ModePolicy(max_lag_s=0)

@@ -55,6 +55,7 @@ def connect_kwargs(
         "allow_reconnect": True,
         "max_reconnect_attempts": -1,
         "pending_size": pending_size,
+        "dont_randomize": not options.randomize_servers,
         "error_cb": error_cb,
         "disconnected_cb": disconnected_cb,
         "reconnected_cb": reconnected_cb,

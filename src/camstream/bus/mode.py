@@ -15,7 +15,10 @@ Signals, per camera:
 
 PUSH -> PULL after ``behind_samples`` behind observations in a row (one late
 frame is jitter, not a trend), or at once on a slow-consumer report.
-PULL -> PUSH after at least ``pull_hold_s`` in pull, once the last
+PULL -> PUSH at once when pulls bring nothing new for ``pull_stall_s`` (the
+stream is stalled, e.g. electing a new leader after a node died, while plain
+subscriptions still get frames); otherwise after at least ``pull_hold_s`` in
+pull, once the last
 ``probe_samples`` pulls each got the very next frame (the relay keeps up with
 the publisher). If push fails again soon, the hold doubles (up to
 ``max_pull_hold_s``), so a relay on a thin link does not flap.
@@ -49,9 +52,21 @@ class ModePolicy:
     # A push period shorter than this that ends in pull again counts as a failed
     # probe (the hold doubles); a longer one resets the hold.
     stable_push_s: float = 30.0
+    # Start in pull (a relay known to sit behind a thin link); it still probes push.
+    start_in_pull: bool = False
+    # Pull got nothing new for this long (and for 3 frame intervals): the stream
+    # may have lost its leader (a Raft election takes seconds) while core NATS
+    # still carries the frames, so push is tried.
+    pull_stall_s: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("max_lag_s", "pull_hold_s", "max_pull_hold_s", "floor_window_s"):
+        for name in (
+            "max_lag_s",
+            "pull_hold_s",
+            "max_pull_hold_s",
+            "floor_window_s",
+            "pull_stall_s",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         for name in ("max_pending_msgs", "behind_samples", "probe_samples"):
@@ -82,7 +97,7 @@ class ModeDecider:
 
     def __init__(self, policy: ModePolicy | None = None, *, now_s: float = 0.0) -> None:
         self.policy = policy or ModePolicy()
-        self.mode = Mode.PUSH
+        self.mode = Mode.PULL if self.policy.start_in_pull else Mode.PUSH
         self.switches = 0
         self.last_lag_s = 0.0
         self._floor = _WindowMin(self.policy.floor_window_s)
@@ -143,4 +158,10 @@ class ModeDecider:
         self._probe_ok = self._probe_ok + 1 if skipped == 0 else 0
         if now_s - self._since_s >= self._hold_s and self._probe_ok >= self.policy.probe_samples:
             self._switch(now_s, Mode.PUSH, "pull keeps up with the publisher")
+        return self.mode
+
+    def on_pull_idle(self, now_s: float, idle_s: float, frame_interval_s: float) -> Mode:
+        """Pulls have brought nothing new for ``idle_s`` (the camera was live before)."""
+        if self.mode is Mode.PULL and idle_s > max(self.policy.pull_stall_s, 3 * frame_interval_s):
+            self._switch(now_s, Mode.PUSH, "pull stalled (stream leader lost?)")
         return self.mode

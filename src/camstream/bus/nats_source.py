@@ -316,6 +316,12 @@ class NatsFrameSource:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
+    def _pull_idle(self, cam: CameraState) -> None:
+        if cam.latest is not None:
+            now_s = self._clock()
+            idle_s = cam.track.silent_for_s(now_s, cam.started_s)
+            cam.decider.on_pull_idle(now_s, idle_s, cam.frame_interval_s)
+
     async def _pull_phase(self, cam: CameraState) -> None:
         while cam.decider.mode is Mode.PULL:
             if self._nc is None or not self._nc.is_connected:
@@ -330,10 +336,12 @@ class NatsFrameSource:
                 cam.counts["pull_errors"] += 1
                 self.last_error = f"direct get {cam.subject}: {type(exc).__name__}: {exc}"
                 self._check_signal(cam)
+                self._pull_idle(cam)
                 await asyncio.sleep(_RETRY_S)
                 continue
             self._check_signal(cam)
             if not got:
+                self._pull_idle(cam)
                 delay_s = min(max(cam.frame_interval_s / 4, _MIN_POLL_S), _MAX_POLL_S)
                 await asyncio.sleep(delay_s)
 

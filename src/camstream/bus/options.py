@@ -103,6 +103,8 @@ class NatsOptions:
     stream: str = DEFAULT_STREAM
     subject_prefix: str = DEFAULT_SUBJECT_PREFIX
     stream_replicas: int | None = None  # None: min(3, servers known to the client)
+    # False: try the servers in the order given (e.g. the nearest first).
+    randomize_servers: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "servers", parse_servers(self.servers))
