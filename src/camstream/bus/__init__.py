@@ -12,6 +12,7 @@ from .mode import Mode, ModeDecider, ModePolicy
 from .nats_publisher import NatsPublisher, PublisherStats
 from .nats_source import CameraStats, NatsFrameSource
 from .options import NatsOptions, parse_servers
+from .relay_pump import RelayPump
 
 __all__ = [
     "CameraFeed",
@@ -25,5 +26,6 @@ __all__ = [
     "NatsPublisher",
     "NoSignal",
     "PublisherStats",
+    "RelayPump",
     "parse_servers",
 ]
