@@ -57,5 +57,8 @@ def test_a_source_without_nats_reports_no_signal_after_the_bound() -> None:
             assert isinstance(item, NoSignal)
             assert 0.5 <= time.monotonic() - start < 1.5
             assert source.connected_server is None
+            await source.unfollow("cam1")
+            assert source.stats() == {}
+            assert await asyncio.wait_for(anext(aiter(feed), None), 1) is None  # closed
 
     asyncio.run(scenario())

@@ -178,6 +178,18 @@ class NatsFrameSource:
         if cam is not None:
             cam.feeds.discard(feed)
 
+    async def unfollow(self, camera: str) -> None:
+        """Stop following ``camera`` (no viewer left): its task ends, its feeds close."""
+        cam = self._cameras.pop(camera, None)
+        if cam is None:
+            return
+        if cam.task is not None:
+            cam.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cam.task
+        for feed in list(cam.feeds):
+            feed.close()
+
     def follow(self, camera: str) -> None:
         """Follow ``camera`` for the ``on_item`` callback (``watch`` does it too)."""
         self._follow(camera)
