@@ -55,6 +55,11 @@ class NatsNode:
         store.mkdir(parents=True)
         self.log_path = store / "server.log"
         self._log: IO[bytes] = self.log_path.open("wb")
+        clustering = [
+            "--cluster_name", "camstream-test",
+            "--cluster", f"nats://127.0.0.1:{cluster_port}",
+            "--routes", routes,
+        ] if routes else []  # fmt: skip
         # Own ports file directory: the file is named after the PID.
         self.process = subprocess.Popen(
             [
@@ -65,10 +70,8 @@ class NatsNode:
                 "--jetstream",
                 "--store_dir", str(store / "js"),
                 "--server_name", name,
-                "--cluster_name", "camstream-test",
-                "--cluster", f"nats://127.0.0.1:{cluster_port}",
-                "--routes", routes,
                 "--ports_file_dir", str(store),
+                *clustering,
             ],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -123,7 +126,8 @@ class NatsNode:
 class NatsCluster:
     def __init__(self, root: Path, size: int = 3) -> None:
         cluster_ports = [_reserve_port() for _ in range(size)]
-        routes = ",".join(f"nats://127.0.0.1:{port}" for port in cluster_ports)
+        # One node is a plain server: JetStream clustering needs peers.
+        routes = ",".join(f"nats://127.0.0.1:{port}" for port in cluster_ports) if size > 1 else ""
         self.nodes = [
             NatsNode(f"n{index}", root / f"n{index}", port, routes)
             for index, port in enumerate(cluster_ports, 1)

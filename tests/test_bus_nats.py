@@ -363,3 +363,29 @@ def test_a_relay_behind_a_thin_link_switches_to_pull_latest_and_its_age_stays_fl
                 run(scenario)
         finally:
             publisher.__exit__(None, None, None)
+
+
+def test_the_publisher_aligns_an_existing_stream_with_other_settings(tmp_path: Path) -> None:
+    from nats.js.api import StorageType
+
+    with running_cluster(tmp_path, size=1) as single:
+
+        async def scenario() -> None:
+            nc = await nats.connect(servers=[single.url])
+            try:
+                js = nc.jetstream()
+                await js.add_stream(
+                    name=DEFAULT_STREAM,
+                    subjects=["camstream.>"],
+                    storage=StorageType.MEMORY,
+                    max_msgs_per_subject=50,
+                )
+                await ensure_stream(nc, NatsOptions.from_url(single.url))
+                config = (await js.stream_info(DEFAULT_STREAM)).config
+                assert config.max_msgs_per_subject == 1
+                assert config.allow_direct
+                assert config.num_replicas == 1  # one server known: R1
+            finally:
+                await nc.close()
+
+        run(scenario)
