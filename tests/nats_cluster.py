@@ -22,7 +22,7 @@ import subprocess
 import sysconfig
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -49,7 +49,9 @@ def _reserve_port() -> int:
 
 
 class NatsNode:
-    def __init__(self, name: str, store: Path, cluster_port: int, routes: str) -> None:
+    def __init__(
+        self, name: str, store: Path, cluster_port: int, routes: str, extra_args: Sequence[str] = ()
+    ) -> None:
         self.name = name
         self.store = store
         store.mkdir(parents=True)
@@ -72,6 +74,7 @@ class NatsNode:
                 "--server_name", name,
                 "--ports_file_dir", str(store),
                 *clustering,
+                *extra_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -124,12 +127,12 @@ class NatsNode:
 
 
 class NatsCluster:
-    def __init__(self, root: Path, size: int = 3) -> None:
+    def __init__(self, root: Path, size: int = 3, extra_args: Sequence[str] = ()) -> None:
         cluster_ports = [_reserve_port() for _ in range(size)]
         # One node is a plain server: JetStream clustering needs peers.
         routes = ",".join(f"nats://127.0.0.1:{port}" for port in cluster_ports) if size > 1 else ""
         self.nodes = [
-            NatsNode(f"n{index}", root / f"n{index}", port, routes)
+            NatsNode(f"n{index}", root / f"n{index}", port, routes, extra_args)
             for index, port in enumerate(cluster_ports, 1)
         ]
 
@@ -158,12 +161,15 @@ class NatsCluster:
 
 
 @contextlib.contextmanager
-def running_cluster(root: Path, size: int = 3) -> Iterator[NatsCluster]:
+def running_cluster(
+    root: Path, size: int = 3, extra_args: Sequence[str] = ()
+) -> Iterator[NatsCluster]:
     """``size`` NATS nodes with JetStream, clustered on 127.0.0.1; stopped by PID.
 
     The test modules' ``nats_cluster`` fixture is ``running_cluster(tmp_path)``.
+    ``extra_args`` go to every node (e.g. ``--auth TOKEN``, ``--tls ...``).
     """
-    cluster = NatsCluster(root / "nats", size)
+    cluster = NatsCluster(root / "nats", size, extra_args)
     try:
         cluster.wait_ready()
         yield cluster
