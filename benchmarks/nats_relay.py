@@ -154,7 +154,9 @@ def main() -> int:
             results: Queue[Any] = context.Queue()
             relays = [
                 context.Process(
-                    target=relay_main, args=(cluster.url, cameras, args.duration_s, results)
+                    target=relay_main,
+                    args=(cluster.url, cameras, args.duration_s, results),
+                    daemon=True,  # never outlives the benchmark, even when it fails
                 )
                 for _ in range(args.relays)
             ]
