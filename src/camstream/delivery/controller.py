@@ -1,0 +1,453 @@
+"""A per-viewer delivery controller: how many bytes may be in flight to one viewer.
+
+Pure: no sockets, no clock. Every method takes ``now_s`` (any monotonic clock in
+seconds), so a simulated link drives it in tests exactly as a socket does in the
+server.
+
+The model (in the spirit of BBR, reasoned about whole frames instead of packets)
+-------------------------------------------------------------------------------
+A viewer's path has a bottleneck rate ``B`` (bytes/s) and a round-trip time
+``R``. A frame of ``s`` bytes sent into an empty path is acknowledged after
+``R + s/B``. To run at full rate the sender must keep about ``B * R`` bytes
+(the bandwidth-delay product) in flight; everything beyond that waits in a
+queue somewhere and only adds age. So:
+
+* **Delivery rate** is sampled on every acknowledgement the way BBR's delivery
+  rate estimator does it: bytes delivered over the interval since the frame was
+  sent, measured from the previous delivery (``max(send_elapsed,
+  ack_elapsed)``), so idle time before a send is not counted as slowness.
+  The estimate is a windowed **max** of the samples: the link can do at least
+  what it has been seen to do. A sample taken while we were not pushing (the
+  sender was never held back: *app-limited*) only says "at least this much",
+  so it may raise the estimate but never lowers it.
+* **Round-trip time** is a windowed **min** (10 s) of the frame round trips.
+  A frame round trip includes the frame's own serialisation ``s/B``; when the
+  samples come from kernel ``TCP_INFO`` they are per-packet and do not.
+* **A queue tells the truth.** When a frame's round trip exceeds the minimum
+  by more than half a frame interval (after allowing for it being bigger than
+  the frame that set the minimum), it waited behind our own earlier frames at
+  the bottleneck: the path was busy for the whole sample interval, so that
+  sample *is* the bottleneck rate. Such a sample replaces the max filter at
+  once, which is how a bandwidth drop is seen within a frame or two instead of
+  after the window expires. :attr:`link_limited` reports it.
+* **A stalled rate tells the truth too.** When the sender is held back by the
+  window (not app-limited) and the rate has not grown by 25 % for two round
+  trips of frames, the pipe is full (BBR's full-pipe test). While the rate
+  still grows, a long link is merely opening its window.
+  :attr:`link_limited` is true in either case; the tier chooser steps down
+  only then, so a long link is not mistaken for a thin one while it starts.
+* **Inflight limit** (:attr:`inflight_limit_bytes`) = ``rate * (bdp_gain *
+  min_rtt + queue_frames / target_fps)``: about the bandwidth-delay product
+  plus one frame time of queueing at the measured rate. :meth:`may_send`
+  allows the next frame when the bytes already in flight are within it, and
+  always when nothing is in flight. What ages the new frame is the bytes
+  queued *ahead* of it, so its own size does not enter the test (choosing a
+  size the link carries is the ladder's job). Because a frame may go while
+  in flight ≤ limit, one more frame than the estimate's worth can be out:
+  that is what lets the measured rate grow by a frame per round trip on a
+  long link, and the frame round trip (serialisation included) makes the
+  term ``rate * min_rtt`` at least one frame. A larger ``bdp_gain`` (BBR
+  uses 2) opens a long link faster but doubles the standing queue a thin one
+  carries after a bandwidth drop.
+* **Before the first measurement** ``initial_window_frames`` frames may be in
+  flight.
+
+Acknowledgements are cumulative: acking a frame also acks every frame sent
+before it (a TCP stream delivers in order). A frame not acknowledged within
+``max(ack_timeout_min_s, 4 * smoothed RTT + inflight drain time)`` is declared
+lost and leaves the books, so a stalled viewer cannot wedge the window, and at
+most ``max_outstanding`` frames are tracked (bounded memory).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Final
+
+from ..errors import ConfigError
+from .filters import WindowedMax
+
+__all__ = ["ControllerConfig", "DeliveryController"]
+
+#: Lone frames (nothing of ours ahead of them) that must come back late in a row
+#: before the minimum round trip is believed to have grown.
+_PATH_CHANGE_SAMPLES: Final = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControllerConfig:
+    """Tuning of :class:`DeliveryController`; the defaults are what the tests prove."""
+
+    target_fps: float = 30.0
+    bdp_gain: float = 1.0
+    queue_frames: float = 1.0  # queueing allowed beyond the BDP, in frame intervals
+    initial_window_frames: int = 2
+    rate_window_s: float = 1.0  # the max filter spans max(this, rate_window_rtts * sRTT)
+    rate_window_rtts: float = 8.0
+    queue_threshold_frames: float = 0.5  # queueing beyond this marks a sample link-limited
+    min_queue_threshold_s: float = 0.004
+    ack_timeout_min_s: float = 2.0
+    max_outstanding: int = 256
+    max_fps: float | None = None  # the viewer asked for fewer frames than the source makes
+
+    def __post_init__(self) -> None:
+        for name in ("target_fps", "bdp_gain", "rate_window_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.queue_frames < 0 or self.queue_threshold_frames < 0:
+            raise ConfigError("queue_frames and queue_threshold_frames must not be negative")
+        if self.initial_window_frames < 1 or self.max_outstanding < 1:
+            raise ConfigError("initial_window_frames and max_outstanding must be at least 1")
+        if self.max_fps is not None and not self.max_fps > 0:
+            raise ConfigError(f"max_fps must be positive, got {self.max_fps!r}")
+
+
+@dataclass(slots=True)
+class _Sent:
+    """One frame in flight and the delivery state when it left (for the rate sample)."""
+
+    frame_id: int
+    size: int
+    sent_s: float
+    delivered: int
+    delivered_s: float
+    first_sent_s: float
+    app_limited: bool
+    end_offset: int  # total bytes sent up to and including this frame
+    ahead: int  # bytes in flight when it left
+
+
+class DeliveryController:
+    """Decides, for one viewer, whether the next frame may be sent now."""
+
+    def __init__(self, config: ControllerConfig | None = None) -> None:
+        self.config = config or ControllerConfig()
+        self._target_fps = self.config.target_fps
+        self._outstanding: deque[_Sent] = deque()
+        self._inflight = 0
+        self._sent_total = 0  # bytes handed to the transport
+        self._delivered = 0  # bytes known delivered (acked, or left the kernel's books)
+        self._delivered_s = 0.0
+        self._first_sent_s = 0.0
+        self._blocked = False  # may_send said no since the last send
+        self._last_send_s: float | None = None
+        self._rate = WindowedMax(self.config.rate_window_s)
+        self._min_rtt: float | None = None
+        self._min_rtt_size = 0  # size of the frame behind the current min RTT sample
+        self._late_alone: list[tuple[float, int]] = []  # late samples of lone frames
+        self.path_changes = 0
+        self._srtt: float | None = None
+        self._latest_rate = 0.0
+        self._queue_delay_s = 0.0
+        self._queued = False
+        # BBR-style "full pipe" check, per round trip of frames.
+        self._next_round_delivered = 0
+        self._growth_base_bps = 0.0
+        self._stalled_rounds = 0
+        self.rounds = 0
+        self.frames_sent = 0
+        self.frames_acked = 0
+        self.frames_lost = 0
+        self.unknown_acks = 0
+
+    # -- events in ---------------------------------------------------------------
+
+    def on_frame_sent(self, frame_id: int, size_bytes: int, now_s: float) -> None:
+        """A frame of ``size_bytes`` (everything written for it) was handed to the transport."""
+        self._expire(now_s)
+        if not self._outstanding:
+            # Idle path: the next sample's interval starts now, not at the last ack.
+            self._first_sent_s = self._delivered_s = now_s
+        self._sent_total += size_bytes
+        self._outstanding.append(
+            _Sent(
+                frame_id=frame_id,
+                size=size_bytes,
+                sent_s=now_s,
+                delivered=self._delivered,
+                delivered_s=self._delivered_s,
+                first_sent_s=self._first_sent_s,
+                app_limited=not self._blocked,
+                end_offset=self._sent_total,
+                ahead=self._inflight,
+            )
+        )
+        self._inflight += size_bytes
+        self._blocked = False
+        self._last_send_s = now_s
+        self.frames_sent += 1
+        if len(self._outstanding) > self.config.max_outstanding:
+            self._drop_oldest()
+
+    def on_frame_acked(self, frame_id: int, now_s: float) -> None:
+        """The viewer confirmed ``frame_id`` (and, cumulatively, every frame sent before it)."""
+        if not any(sent.frame_id == frame_id for sent in self._outstanding):
+            self.unknown_acks += 1  # late ack of a frame declared lost, or a confused peer
+            return
+        while True:
+            acked = self._outstanding.popleft()
+            self._settle(acked, now_s)
+            if acked.frame_id == frame_id:
+                break
+        self._sample(acked, now_s, rtt_s=now_s - acked.sent_s)
+
+    def on_transport_sample(
+        self,
+        now_s: float,
+        *,
+        rtt_s: float | None = None,
+        min_rtt_s: float | None = None,
+        delivery_rate_bps: float | None = None,
+        rate_app_limited: bool = False,
+        notsent_bytes: int | None = None,
+        unacked_bytes: int | None = None,
+        buffered_bytes: int = 0,
+    ) -> None:
+        """What the kernel says about an HTTP viewer's socket (Linux ``TCP_INFO``).
+
+        ``notsent_bytes + unacked_bytes + buffered_bytes`` (``tcpi_notsent_bytes``,
+        ``tcpi_unacked * tcpi_snd_mss``, and whatever still sits in the
+        application's write buffer) is what has not reached the viewer yet; the
+        rest of what :meth:`on_frame_sent` reported is delivered, which acks
+        whole frames. ``delivery_rate_bps`` is ``tcpi_delivery_rate`` (bytes/s)
+        with its app-limited bit; ``rtt_s``/``min_rtt_s`` are ``tcpi_rtt`` and
+        ``tcpi_min_rtt``. Kernel figures are per packet, so they are used as
+        they are instead of frame round trips. Any of them may be ``None``.
+        """
+        if min_rtt_s is not None and min_rtt_s > 0:
+            # The kernel keeps its own windowed minimum, per packet.
+            self._min_rtt, self._min_rtt_size = min_rtt_s, 0
+        if notsent_bytes is not None and unacked_bytes is not None:
+            pending = max(0, notsent_bytes + unacked_bytes + buffered_bytes)
+            delivered_offset = max(self._delivered, self._sent_total - pending)
+            last: _Sent | None = None
+            while self._outstanding and self._outstanding[0].end_offset <= delivered_offset:
+                last = self._outstanding.popleft()
+                self._settle(last, now_s)
+            if last is not None and delivery_rate_bps is None:
+                self._sample(last, now_s, rtt_s=now_s - last.sent_s)
+            elif last is not None:
+                self._round_check(last)
+        queued = False
+        if rtt_s is not None and rtt_s > 0:
+            queued = self._rtt_sample(rtt_s, 0, None)
+        if delivery_rate_bps is not None and delivery_rate_bps > 0:
+            self._rate_sample(
+                delivery_rate_bps, rate_app_limited and not queued, now_s, queued=queued
+            )
+
+    def set_target_fps(self, fps: float) -> None:
+        """The frame rate the viewer is being served at (sets the queueing allowance)."""
+        if not fps > 0:
+            raise ConfigError(f"target fps must be positive, got {fps!r}")
+        self._target_fps = fps
+
+    # -- decisions out ----------------------------------------------------------
+
+    def may_send(self, next_size_bytes: int, now_s: float) -> bool:
+        """True if a frame of ``next_size_bytes`` may be sent now.
+
+        Once the link is measured the answer depends on the bytes already in
+        flight, not on ``next_size_bytes`` (see the module docstring); the size
+        is part of the call so that callers pass what they are about to send
+        and a size-aware policy (pacing) can use it without changing them.
+        A ``False`` marks the sender as held back by the window, which makes
+        the next rate sample count as a measurement of the link.
+        """
+        self._expire(now_s)
+        max_fps = self.config.max_fps
+        last = self._last_send_s
+        # 5 % slack so a sender woken by a frame clock is not one frame late.
+        if max_fps is not None and last is not None and now_s - last < 0.95 / max_fps:
+            return False
+        if self._inflight == 0:
+            return True
+        if self._overdue(now_s):
+            self._blocked = True
+            return False
+        limit = self.inflight_limit_bytes
+        if limit is None:
+            ok = len(self._outstanding) < self.config.initial_window_frames
+        else:
+            # What delays the new frame is the bytes queued ahead of it, not its own size.
+            ok = self._inflight <= limit
+        if not ok:
+            self._blocked = True
+        return ok
+
+    @property
+    def inflight_limit_bytes(self) -> int | None:
+        """Bytes allowed in flight, or ``None`` before the first measurement."""
+        rate = self.delivery_rate_bps
+        min_rtt = self.min_rtt_s
+        if rate <= 0 or min_rtt is None:
+            return None
+        cfg = self.config
+        bdp = cfg.bdp_gain * rate * min_rtt
+        return math.ceil(bdp + rate * cfg.queue_frames / self._target_fps)
+
+    @property
+    def delivery_rate_bps(self) -> float:
+        """Estimated bottleneck rate in bytes/s (0 before the first sample)."""
+        return self._rate.value or 0.0
+
+    @property
+    def latest_rate_bps(self) -> float:
+        """The newest delivery-rate sample in bytes/s (unfiltered)."""
+        return self._latest_rate
+
+    @property
+    def min_rtt_s(self) -> float | None:
+        return self._min_rtt
+
+    @property
+    def smoothed_rtt_s(self) -> float | None:
+        return self._srtt
+
+    @property
+    def queue_delay_s(self) -> float:
+        """Queueing delay seen on the newest sample."""
+        return self._queue_delay_s
+
+    @property
+    def link_limited(self) -> bool:
+        """The link, not the sender, limits delivery: the rate estimate is the link's.
+
+        True when the newest sample queued at the bottleneck, or when the sender
+        has been held back by the window for two round trips in a row and the
+        rate stopped growing (BBR's "full pipe": on a long link a growing rate
+        means the window is still opening, not that the link is full).
+        """
+        return self._queued or self._stalled_rounds >= 2
+
+    @property
+    def bytes_in_flight(self) -> int:
+        return self._inflight
+
+    @property
+    def frames_in_flight(self) -> int:
+        return len(self._outstanding)
+
+    # -- internals ---------------------------------------------------------------
+
+    def _settle(self, sent: _Sent, now_s: float) -> None:
+        self._inflight -= sent.size
+        self._delivered += sent.size
+        self._delivered_s = now_s
+        self.frames_acked += 1
+
+    def _sample(self, sent: _Sent, now_s: float, *, rtt_s: float) -> None:
+        """BBR-style rate sample for the newest delivered frame, then its round trip."""
+        send_elapsed = sent.sent_s - sent.first_sent_s
+        ack_elapsed = now_s - sent.delivered_s
+        self._first_sent_s = sent.sent_s
+        interval = max(send_elapsed, ack_elapsed)
+        queued = self._rtt_sample(rtt_s, sent.size, sent.ahead)
+        if interval > 0:
+            rate = (self._delivered - sent.delivered) / interval
+            self._rate_sample(rate, sent.app_limited and not queued, now_s, queued=queued)
+        self._round_check(sent)
+
+    def _round_check(self, sent: _Sent) -> None:
+        """At the end of each round trip, see whether the rate still grows."""
+        if sent.delivered < self._next_round_delivered:
+            return
+        self._next_round_delivered = self._delivered
+        self.rounds += 1
+        rate = self.delivery_rate_bps
+        if sent.app_limited:
+            # We were not pushing: nothing learned about the pipe.
+            self._stalled_rounds = 0
+            self._growth_base_bps = rate
+        elif rate >= 1.25 * self._growth_base_bps:
+            self._growth_base_bps = rate
+            self._stalled_rounds = 0
+        else:
+            self._stalled_rounds += 1
+
+    def _rtt_sample(self, rtt_s: float, size: int, ahead: int | None) -> bool:
+        """Record a round trip; True if it shows queueing behind our own frames.
+
+        ``ahead`` is the bytes that were in flight when the frame left (``None``
+        for a kernel sample). The minimum never expires with time: under a
+        standing queue every recent sample is inflated, and a minimum that
+        forgot the old one would let the window, and so the queue, creep up
+        (BBR drains the queue to re-measure; we need not). It rises only on
+        evidence that the path itself got longer: frames that left with
+        nothing of ours ahead of them, so nothing of ours to queue behind,
+        and still came back late, ``_PATH_CHANGE_SAMPLES`` times in a row.
+        """
+        self._srtt = rtt_s if self._srtt is None else 0.875 * self._srtt + 0.125 * rtt_s
+        if self._min_rtt is None or rtt_s <= self._min_rtt:
+            self._min_rtt, self._min_rtt_size = rtt_s, size
+        # A bigger frame takes longer to serialise; that is not queueing.
+        rate = self.delivery_rate_bps
+        extra = max(0, size - self._min_rtt_size) / rate if rate > 0 else 0.0
+        self._queue_delay_s = max(0.0, rtt_s - self._min_rtt - extra)
+        late = self._queue_delay_s > self._queue_threshold_s()
+        self._queued = late
+        if ahead != 0:
+            return late
+        # A lone frame that came back late: the link got slower (its rate
+        # sample then is the new rate, so it counts as queued: bandwidth drops
+        # are common and waiting costs age) or the path got longer.
+        if not late:
+            self._late_alone.clear()
+            return False
+        self._late_alone.append((rtt_s, size))
+        if len(self._late_alone) >= _PATH_CHANGE_SAMPLES:
+            self._min_rtt, self._min_rtt_size = min(self._late_alone)
+            self._late_alone.clear()
+            self.path_changes += 1
+            self._queued = False
+        return self._queued
+
+    def _rate_sample(
+        self, rate: float, app_limited: bool, now_s: float, *, queued: bool = False
+    ) -> None:
+        self._latest_rate = rate
+        srtt = self._srtt or 0.0
+        self._rate.window_s = max(self.config.rate_window_s, self.config.rate_window_rtts * srtt)
+        if queued:
+            # The path was busy the whole interval: this is the bottleneck rate now.
+            self._rate.reset(rate, now_s)
+        elif not app_limited or rate >= (self._rate.value or 0.0):
+            self._rate.update(rate, now_s)
+
+    def _queue_threshold_s(self) -> float:
+        return max(
+            self.config.min_queue_threshold_s,
+            self.config.queue_threshold_frames / self._target_fps,
+        )
+
+    def _overdue(self, now_s: float) -> bool:
+        """The oldest frame is later than the link as measured can explain.
+
+        Its ack is not in yet, but its lateness already says the link got
+        slower (or longer): sending more now would only queue behind it. This
+        is what keeps a bandwidth drop from costing a window's worth of frames.
+        """
+        rate = self.delivery_rate_bps
+        if self._min_rtt is None or rate <= 0:
+            return False
+        oldest = self._outstanding[0]
+        expected = self._min_rtt + (max(0, oldest.size - self._min_rtt_size) + oldest.ahead) / rate
+        return now_s - oldest.sent_s > expected + self._queue_threshold_s()
+
+    def _expire(self, now_s: float) -> None:
+        """Declare frames lost whose acknowledgement is overdue."""
+        if not self._outstanding:
+            return
+        srtt = self._srtt or 0.0
+        rate = self.delivery_rate_bps
+        drain_s = self._inflight / rate if rate > 0 else 0.0
+        timeout = max(self.config.ack_timeout_min_s, 4 * srtt + drain_s)
+        while self._outstanding and now_s - self._outstanding[0].sent_s > timeout:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        lost = self._outstanding.popleft()
+        self._inflight -= lost.size
+        self.frames_lost += 1
