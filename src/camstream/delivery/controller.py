@@ -20,16 +20,15 @@ queue somewhere and only adds age. So:
   what it has been seen to do. A sample taken while we were not pushing (the
   sender was never held back: *app-limited*) only says "at least this much",
   so it may raise the estimate but never lowers it.
-* **Round-trip time** is a windowed **min** (10 s) of the frame round trips.
-  A frame round trip includes the frame's own serialisation ``s/B``; when the
-  samples come from kernel ``TCP_INFO`` they are per-packet and do not.
-* **A queue tells the truth.** When a frame's round trip exceeds the minimum
-  by more than half a frame interval (after allowing for it being bigger than
-  the frame that set the minimum), it waited behind our own earlier frames at
-  the bottleneck: the path was busy for the whole sample interval, so that
-  sample *is* the bottleneck rate. Such a sample replaces the max filter at
-  once, which is how a bandwidth drop is seen within a frame or two instead of
-  after the window expires. :attr:`link_limited` reports it.
+* **Round trips** (min, smoothed, and whether a sample queued) are judged by
+  :class:`~.path.PathModel`. A frame round trip includes the frame's own
+  serialisation ``s/B``; kernel ``TCP_INFO`` samples are per packet.
+* **A queue tells the truth.** A frame that queued behind our own earlier
+  frames was sent into a busy path, so its rate sample *is* the bottleneck
+  rate: it replaces the max filter at once, which is how a bandwidth drop is
+  seen within a frame or two instead of after the window expires. Better
+  still, a frame whose ack is *overdue* (later than the measured link
+  explains) holds the next frames back before its ack arrives.
 * **A stalled rate tells the truth too.** When the sender is held back by the
   window (not app-limited) and the rate has not grown by 25 % for two round
   trips of frames, the pipe is full (BBR's full-pipe test). While the rate
@@ -64,16 +63,12 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Final
 
 from ..errors import ConfigError
 from .filters import WindowedMax
+from .path import PathModel
 
 __all__ = ["ControllerConfig", "DeliveryController"]
-
-#: Lone frames (nothing of ours ahead of them) that must come back late in a row
-#: before the minimum round trip is believed to have grown.
-_PATH_CHANGE_SAMPLES: Final = 3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,14 +129,8 @@ class DeliveryController:
         self._blocked = False  # may_send said no since the last send
         self._last_send_s: float | None = None
         self._rate = WindowedMax(self.config.rate_window_s)
-        self._min_rtt: float | None = None
-        self._min_rtt_size = 0  # size of the frame behind the current min RTT sample
-        self._late_alone: list[tuple[float, int]] = []  # late samples of lone frames
-        self.path_changes = 0
-        self._srtt: float | None = None
+        self.path = PathModel()
         self._latest_rate = 0.0
-        self._queue_delay_s = 0.0
-        self._queued = False
         # BBR-style "full pipe" check, per round trip of frames.
         self._next_round_delivered = 0
         self._growth_base_bps = 0.0
@@ -217,8 +206,7 @@ class DeliveryController:
         they are instead of frame round trips. Any of them may be ``None``.
         """
         if min_rtt_s is not None and min_rtt_s > 0:
-            # The kernel keeps its own windowed minimum, per packet.
-            self._min_rtt, self._min_rtt_size = min_rtt_s, 0
+            self.path.set_kernel_min(min_rtt_s)
         if notsent_bytes is not None and unacked_bytes is not None:
             pending = max(0, notsent_bytes + unacked_bytes + buffered_bytes)
             delivered_offset = max(self._delivered, self._sent_total - pending)
@@ -300,16 +288,16 @@ class DeliveryController:
 
     @property
     def min_rtt_s(self) -> float | None:
-        return self._min_rtt
+        return self.path.min_rtt_s
 
     @property
     def smoothed_rtt_s(self) -> float | None:
-        return self._srtt
+        return self.path.srtt_s
 
     @property
     def queue_delay_s(self) -> float:
         """Queueing delay seen on the newest sample."""
-        return self._queue_delay_s
+        return self.path.queue_delay_s
 
     @property
     def link_limited(self) -> bool:
@@ -320,7 +308,7 @@ class DeliveryController:
         rate stopped growing (BBR's "full pipe": on a long link a growing rate
         means the window is still opening, not that the link is full).
         """
-        return self._queued or self._stalled_rounds >= 2
+        return self.path.queued or self._stalled_rounds >= 2
 
     @property
     def bytes_in_flight(self) -> int:
@@ -367,48 +355,11 @@ class DeliveryController:
         else:
             self._stalled_rounds += 1
 
-    def _rtt_sample(self, rtt_s: float, size: int, ahead: int | None) -> bool:
-        """Record a round trip; True if it shows queueing behind our own frames.
-
-        ``ahead`` is the bytes that were in flight when the frame left (``None``
-        for a kernel sample). The minimum never expires with time: under a
-        standing queue every recent sample is inflated, and a minimum that
-        forgot the old one would let the window, and so the queue, creep up
-        (BBR drains the queue to re-measure; we need not). It rises only on
-        evidence that the path itself got longer: frames that left with
-        nothing of ours ahead of them, so nothing of ours to queue behind,
-        and still came back late, ``_PATH_CHANGE_SAMPLES`` times in a row.
-        """
-        self._srtt = rtt_s if self._srtt is None else 0.875 * self._srtt + 0.125 * rtt_s
-        if self._min_rtt is None or rtt_s <= self._min_rtt:
-            self._min_rtt, self._min_rtt_size = rtt_s, size
-        # A bigger frame takes longer to serialise; that is not queueing.
-        rate = self.delivery_rate_bps
-        extra = max(0, size - self._min_rtt_size) / rate if rate > 0 else 0.0
-        self._queue_delay_s = max(0.0, rtt_s - self._min_rtt - extra)
-        late = self._queue_delay_s > self._queue_threshold_s()
-        self._queued = late
-        if ahead != 0:
-            return late
-        # A lone frame that came back late: the link got slower (its rate
-        # sample then is the new rate, so it counts as queued: bandwidth drops
-        # are common and waiting costs age) or the path got longer.
-        if not late:
-            self._late_alone.clear()
-            return False
-        self._late_alone.append((rtt_s, size))
-        if len(self._late_alone) >= _PATH_CHANGE_SAMPLES:
-            self._min_rtt, self._min_rtt_size = min(self._late_alone)
-            self._late_alone.clear()
-            self.path_changes += 1
-            self._queued = False
-        return self._queued
-
     def _rate_sample(
         self, rate: float, app_limited: bool, now_s: float, *, queued: bool = False
     ) -> None:
         self._latest_rate = rate
-        srtt = self._srtt or 0.0
+        srtt = self.path.srtt_s or 0.0
         self._rate.window_s = max(self.config.rate_window_s, self.config.rate_window_rtts * srtt)
         if queued:
             # The path was busy the whole interval: this is the bottleneck rate now.
@@ -429,18 +380,29 @@ class DeliveryController:
         slower (or longer): sending more now would only queue behind it. This
         is what keeps a bandwidth drop from costing a window's worth of frames.
         """
-        rate = self.delivery_rate_bps
-        if self._min_rtt is None or rate <= 0:
-            return False
         oldest = self._outstanding[0]
-        expected = self._min_rtt + (max(0, oldest.size - self._min_rtt_size) + oldest.ahead) / rate
-        return now_s - oldest.sent_s > expected + self._queue_threshold_s()
+        return self.path.overdue(
+            now_s - oldest.sent_s,
+            oldest.size,
+            oldest.ahead,
+            rate_bps=self.delivery_rate_bps,
+            threshold_s=self._queue_threshold_s(),
+        )
+
+    def _rtt_sample(self, rtt_s: float, size: int, ahead: int | None) -> bool:
+        return self.path.sample(
+            rtt_s,
+            size,
+            ahead=ahead,
+            rate_bps=self.delivery_rate_bps,
+            threshold_s=self._queue_threshold_s(),
+        )
 
     def _expire(self, now_s: float) -> None:
         """Declare frames lost whose acknowledgement is overdue."""
         if not self._outstanding:
             return
-        srtt = self._srtt or 0.0
+        srtt = self.path.srtt_s or 0.0
         rate = self.delivery_rate_bps
         drain_s = self._inflight / rate if rate > 0 else 0.0
         timeout = max(self.config.ack_timeout_min_s, 4 * srtt + drain_s)
