@@ -16,10 +16,7 @@ queue somewhere and only adds age. So:
   rate estimator does it: bytes delivered over the interval since the frame was
   sent, measured from the previous delivery (``max(send_elapsed,
   ack_elapsed)``), so idle time before a send is not counted as slowness.
-  The estimate is a windowed **max** of the samples: the link can do at least
-  what it has been seen to do. A sample taken while we were not pushing (the
-  sender was never held back: *app-limited*) only says "at least this much",
-  so it may raise the estimate but never lowers it.
+  :class:`~.rate.RateEstimator` keeps the windowed max and the full-pipe check.
 * **Round trips** (min, smoothed, and whether a sample queued) are judged by
   :class:`~.path.PathModel`. A frame round trip includes the frame's own
   serialisation ``s/B``; kernel ``TCP_INFO`` samples are per packet.
@@ -29,12 +26,11 @@ queue somewhere and only adds age. So:
   seen within a frame or two instead of after the window expires. Better
   still, a frame whose ack is *overdue* (later than the measured link
   explains) holds the next frames back before its ack arrives.
-* **A stalled rate tells the truth too.** When the sender is held back by the
-  window (not app-limited) and the rate has not grown by 25 % for two round
-  trips of frames, the pipe is full (BBR's full-pipe test). While the rate
-  still grows, a long link is merely opening its window.
-  :attr:`link_limited` is true in either case; the tier chooser steps down
-  only then, so a long link is not mistaken for a thin one while it starts.
+* **A stalled rate tells the truth too**: held back by the window for two
+  round trips without the rate growing, the pipe is full (BBR). While the rate
+  still grows, a long link is merely opening its window. :attr:`link_limited`
+  is true in either case; the tier chooser steps down only then, so a long
+  link is not mistaken for a thin one while it starts.
 * **Inflight limit** (:attr:`inflight_limit_bytes`) = ``rate * (bdp_gain *
   min_rtt + queue_frames / target_fps)``: about the bandwidth-delay product
   plus one frame time of queueing at the measured rate. :meth:`may_send`
@@ -65,8 +61,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from .filters import WindowedMax
 from .path import PathModel
+from .rate import RateEstimator
 
 __all__ = ["ControllerConfig", "DeliveryController"]
 
@@ -128,14 +124,8 @@ class DeliveryController:
         self._first_sent_s = 0.0
         self._blocked = False  # may_send said no since the last send
         self._last_send_s: float | None = None
-        self._rate = WindowedMax(self.config.rate_window_s)
+        self.rate = RateEstimator(self.config.rate_window_s, self.config.rate_window_rtts)
         self.path = PathModel()
-        self._latest_rate = 0.0
-        # BBR-style "full pipe" check, per round trip of frames.
-        self._next_round_delivered = 0
-        self._growth_base_bps = 0.0
-        self._stalled_rounds = 0
-        self.rounds = 0
         self.frames_sent = 0
         self.frames_acked = 0
         self.frames_lost = 0
@@ -217,14 +207,12 @@ class DeliveryController:
             if last is not None and delivery_rate_bps is None:
                 self._sample(last, now_s, rtt_s=now_s - last.sent_s)
             elif last is not None:
-                self._round_check(last)
+                self.rate.on_delivered(last.delivered, self._delivered, last.app_limited)
         queued = False
         if rtt_s is not None and rtt_s > 0:
             queued = self._rtt_sample(rtt_s, 0, None)
         if delivery_rate_bps is not None and delivery_rate_bps > 0:
-            self._rate_sample(
-                delivery_rate_bps, rate_app_limited and not queued, now_s, queued=queued
-            )
+            self._rate_sample(delivery_rate_bps, rate_app_limited, now_s, queued=queued)
 
     def set_target_fps(self, fps: float) -> None:
         """The frame rate the viewer is being served at (sets the queueing allowance)."""
@@ -279,12 +267,12 @@ class DeliveryController:
     @property
     def delivery_rate_bps(self) -> float:
         """Estimated bottleneck rate in bytes/s (0 before the first sample)."""
-        return self._rate.value or 0.0
+        return self.rate.value_bps
 
     @property
     def latest_rate_bps(self) -> float:
         """The newest delivery-rate sample in bytes/s (unfiltered)."""
-        return self._latest_rate
+        return self.rate.latest_bps
 
     @property
     def min_rtt_s(self) -> float | None:
@@ -308,7 +296,7 @@ class DeliveryController:
         rate stopped growing (BBR's "full pipe": on a long link a growing rate
         means the window is still opening, not that the link is full).
         """
-        return self.path.queued or self._stalled_rounds >= 2
+        return self.path.queued or self.rate.stalled
 
     @property
     def bytes_in_flight(self) -> int:
@@ -335,37 +323,12 @@ class DeliveryController:
         queued = self._rtt_sample(rtt_s, sent.size, sent.ahead)
         if interval > 0:
             rate = (self._delivered - sent.delivered) / interval
-            self._rate_sample(rate, sent.app_limited and not queued, now_s, queued=queued)
-        self._round_check(sent)
+            self._rate_sample(rate, sent.app_limited, now_s, queued=queued)
+        self.rate.on_delivered(sent.delivered, self._delivered, sent.app_limited)
 
-    def _round_check(self, sent: _Sent) -> None:
-        """At the end of each round trip, see whether the rate still grows."""
-        if sent.delivered < self._next_round_delivered:
-            return
-        self._next_round_delivered = self._delivered
-        self.rounds += 1
-        rate = self.delivery_rate_bps
-        if sent.app_limited:
-            # We were not pushing: nothing learned about the pipe.
-            self._stalled_rounds = 0
-            self._growth_base_bps = rate
-        elif rate >= 1.25 * self._growth_base_bps:
-            self._growth_base_bps = rate
-            self._stalled_rounds = 0
-        else:
-            self._stalled_rounds += 1
-
-    def _rate_sample(
-        self, rate: float, app_limited: bool, now_s: float, *, queued: bool = False
-    ) -> None:
-        self._latest_rate = rate
+    def _rate_sample(self, rate: float, app_limited: bool, now_s: float, *, queued: bool) -> None:
         srtt = self.path.srtt_s or 0.0
-        self._rate.window_s = max(self.config.rate_window_s, self.config.rate_window_rtts * srtt)
-        if queued:
-            # The path was busy the whole interval: this is the bottleneck rate now.
-            self._rate.reset(rate, now_s)
-        elif not app_limited or rate >= (self._rate.value or 0.0):
-            self._rate.update(rate, now_s)
+        self.rate.sample(rate, now_s, app_limited=app_limited, queued=queued, srtt_s=srtt)
 
     def _queue_threshold_s(self) -> float:
         return max(
