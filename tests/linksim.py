@@ -23,7 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from camstream.delivery import DeliveryController, Tier, TierChooser, default_ladder
+from camstream.delivery import (
+    ControllerConfig,
+    DeliveryController,
+    Tier,
+    TierChooser,
+    default_ladder,
+)
 
 MBIT = 1_000_000 / 8  # bytes/s
 
@@ -149,9 +155,11 @@ def run(
     fps: float = 30.0,
 ) -> Result:
     """Stream for ``duration_s`` over the link and record every delivered frame."""
-    ctrl: Sender = controller if controller is not None else DeliveryController()
-    tiers = tuple(ladder or default_ladder())
+    tiers = tuple(chooser.tiers if chooser is not None else ladder or default_ladder())
     pick = chooser or TierChooser(tiers, source_fps=fps)
+    # As a session would: the controller allows for, and paces to, the viewer's rate.
+    config = ControllerConfig(target_fps=pick.target_fps, max_fps=pick.overrides.fps)
+    ctrl: Sender = controller if controller is not None else DeliveryController(config)
     link = Link(phases)
     result = Result()
     events: list[tuple[float, int, str, int]] = []  # (time, order, kind, seq)

@@ -19,9 +19,11 @@ source's, or less if the viewer asked for less).
   - *seen room*: the next tier's need fits in ``up_margin * rate`` (the rate
     is visible when frames leave into an idle path, e.g. short links); hold
     ``hold_s``;
-  - *blind probe*: the current tier is carried at full rate, the link has not
-    queued for the hold time, but the rate says nothing about spare capacity
-    (a long link only ever shows what we send); hold ``2 * hold_s``.
+  - *probe*: the current tier is carried at full rate and the link has not
+    queued for the hold time, but the rate shows no room: either it shows only
+    what we send (a long link), or it is the link's and the next tier's need
+    is within 10 % of it; hold ``2 * hold_s``. A rate well above what we send
+    that the next tier clearly exceeds rules the probe out.
 
   Every step up is on probation for ``max(probation_s, 4 * RTT)``. A step
   down during probation doubles that boundary's hold (up to ``max_hold_s``),
@@ -42,6 +44,11 @@ from .tiers import (
     parse_ladder,
     relative_bytes,
 )
+
+#: A rate up to this multiple of what we send may be only what we send.
+_SHOWS_ONLY_OURS = 1.25
+#: A seen rate this close to the next tier's need does not rule a probe out.
+_NOT_HOPELESS = 1.1
 
 __all__ = [
     "DEFAULT_LADDER_SPEC",
@@ -232,12 +239,14 @@ class TierChooser:
             hold = self.hold_s  # plenty of room seen: past failures do not count
         elif upper_need <= self.up_margin * rate_bps:
             hold = self._holds[upper]  # room seen
-        elif rate_bps >= 0.9 * need:
-            # Carried fine, but the rate does not show room for the next tier.
-            # Samples of frames sent into an idle path lie between what we
-            # send and what the link can do (a long link only ever shows what
-            # we send), so the room is unknown: probe, ever more rarely if it
-            # keeps failing.
+        elif rate_bps >= 0.9 * need and (
+            rate_bps <= _SHOWS_ONLY_OURS * need or upper_need <= _NOT_HOPELESS * rate_bps
+        ):
+            # Carried fine, but no room seen. Samples of frames sent into an
+            # idle path lie between what we send and what the link can do; on
+            # a long link they show only what we send. So probe, ever more
+            # rarely if it keeps failing, unless a rate well above our own
+            # sending (the link's, then) says the next tier cannot fit.
             hold = 2 * self._holds[upper]
         else:
             self._up_since = None
