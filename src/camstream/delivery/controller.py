@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 from .path import PathModel
 from .rate import RateEstimator
+from .tcpinfo import TcpInfo
 
 __all__ = ["ControllerConfig", "DeliveryController"]
 
@@ -213,6 +214,19 @@ class DeliveryController:
             queued = self._rtt_sample(rtt_s, 0, None)
         if delivery_rate_bps is not None and delivery_rate_bps > 0:
             self._rate_sample(delivery_rate_bps, rate_app_limited, now_s, queued=queued)
+
+    def on_tcp_info(self, info: TcpInfo, now_s: float, *, buffered_bytes: int = 0) -> None:
+        """:meth:`on_transport_sample` from a decoded ``TCP_INFO`` (see :mod:`.tcpinfo`)."""
+        self.on_transport_sample(
+            now_s,
+            rtt_s=info.rtt_s if info.rtt_s > 0 else None,
+            min_rtt_s=info.min_rtt_s,
+            delivery_rate_bps=info.delivery_rate_bps,
+            rate_app_limited=info.delivery_rate_app_limited,
+            notsent_bytes=info.notsent_bytes,
+            unacked_bytes=info.unacked_bytes,
+            buffered_bytes=buffered_bytes,
+        )
 
     def set_target_fps(self, fps: float) -> None:
         """The frame rate the viewer is being served at (sets the queueing allowance)."""

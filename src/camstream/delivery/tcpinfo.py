@@ -5,7 +5,7 @@ Pure: bytes in, a value out. The caller does the syscall::
     raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_BYTES)
     info = parse_tcp_info(raw)
     if info is not None:
-        controller.on_transport_sample(now_s, **info.sample())
+        controller.on_tcp_info(info, now_s)
 
 Offsets follow ``include/uapi/linux/tcp.h``; fields newer than the running
 kernel are absent from a shorter struct and come back as ``None``
@@ -56,17 +56,6 @@ class TcpInfo:
     def unacked_bytes(self) -> int:
         """Bytes sent and not yet acknowledged (segments * MSS: an upper bound)."""
         return self.unacked_segments * self.snd_mss
-
-    def sample(self) -> dict[str, float | int | bool | None]:
-        """Keyword arguments for ``DeliveryController.on_transport_sample``."""
-        return {
-            "rtt_s": self.rtt_s if self.rtt_s > 0 else None,
-            "min_rtt_s": self.min_rtt_s,
-            "delivery_rate_bps": self.delivery_rate_bps,
-            "rate_app_limited": self.delivery_rate_app_limited,
-            "notsent_bytes": self.notsent_bytes,
-            "unacked_bytes": self.unacked_bytes,
-        }
 
 
 def _u32(raw: bytes, offset: int) -> int | None:
