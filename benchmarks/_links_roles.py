@@ -112,6 +112,12 @@ def serve(opts: dict[str, Any]) -> None:
         _ready(port=seed.port)
         _wait_for_term()
         os._exit(0)  # seed threads block in sendall
+    if opts["impl"] == "proto":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from _links_proto import serve_proto
+
+        asyncio.run(serve_proto(opts, camera_like(width, height), _ready))
+        return
     import camstream
 
     server_options = {"fps": opts["fps"], "quality": 80, **opts.get("server_options", {})}
@@ -252,7 +258,13 @@ def _view_seed(opts: dict[str, Any], deadline: float, t0: float) -> list[Sample]
 def view(opts: dict[str, Any]) -> None:
     t0 = time.monotonic()
     deadline = t0 + opts["duration_s"]
-    viewer = {"native": _view_native, "mjpeg": _view_mjpeg, "seed": _view_seed}[opts["viewer"]]
+    if opts["viewer"] == "proto":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from _links_proto import view_proto
+
+        viewer = view_proto
+    else:
+        viewer = {"native": _view_native, "mjpeg": _view_mjpeg, "seed": _view_seed}[opts["viewer"]]
     samples = viewer(opts, deadline, t0)
     sys.stdout.write(json.dumps({"samples": samples}) + "\n")
     sys.stdout.flush()

@@ -48,6 +48,8 @@ from typing import Any
 ROLES = Path(__file__).with_name("_links_roles.py")
 SERVER_ADDR, VIEWER_ADDR = "10.231.0.1", "10.231.0.2"
 TIMELINE_S = (1, 15, 60)
+#: Viewers that come with their own server: the seed's, and the delivery prototype.
+OWN_SERVER = ("seed", "proto")
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,7 @@ class Role:
 
 
 def run_once(ns: Namespaces, setting: Setting, duration_s: float) -> dict[str, Any]:
-    impl = "seed" if setting.viewer == "seed" else "camstream"
+    impl = setting.viewer if setting.viewer in OWN_SERVER else "camstream"
     server_opts = {
         "impl": impl,
         "host": SERVER_ADDR,
@@ -277,7 +279,11 @@ def main() -> None:
     parser.add_argument("--rtts", default="0,100,200", help="round trips in ms, comma-separated")
     parser.add_argument("--duration", type=float, help="seconds per run (default 60; quick 8)")
     parser.add_argument("--repeat", type=int, help="runs per setting, medians reported (default 3)")
-    parser.add_argument("--viewers", default="native,mjpeg,seed", help="native, mjpeg, seed")
+    parser.add_argument(
+        "--viewers",
+        default="native,mjpeg,seed,proto",
+        help="native, mjpeg (camstream server), seed (seed server), proto (delivery prototype)",
+    )
     parser.add_argument(
         "--variant",
         action="append",
@@ -301,11 +307,11 @@ def main() -> None:
         variants[label] = json.loads(options or "{}")
     viewers = [v.strip() for v in args.viewers.split(",") if v.strip()]
     settings = [
-        Setting(float(rate), int(rtt), label if viewer != "seed" else "seed", viewer, options)
+        Setting(float(rate), int(rtt), label, viewer, options)
         for rate in args.rates.split(",")
         for rtt in args.rtts.split(",")
         for viewer in viewers
-        for label, options in (variants.items() if viewer != "seed" else [("seed", {})])
+        for label, options in (variants.items() if viewer not in OWN_SERVER else [(viewer, {})])
     ]
     results: list[tuple[Setting, dict[str, Any]]] = []
     with Namespaces() as ns:

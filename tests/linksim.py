@@ -153,8 +153,13 @@ def run(
     chooser: TierChooser | None = None,
     ladder: Sequence[Tier] | None = None,
     fps: float = 30.0,
+    stalls: Sequence[tuple[float, float]] = (),
 ) -> Result:
-    """Stream for ``duration_s`` over the link and record every delivered frame."""
+    """Stream for ``duration_s`` over the link and record every delivered frame.
+
+    ``stalls`` are (start, seconds) during which the viewer reads nothing (a
+    busy CPU, a Wi-Fi retry): frames arriving then are acked when it ends.
+    """
     tiers = tuple(chooser.tiers if chooser is not None else ladder or default_ladder())
     pick = chooser or TierChooser(tiers, source_fps=fps)
     # As a session would: the controller allows for, and paces to, the viewer's rate.
@@ -205,7 +210,11 @@ def run(
         ctrl.on_frame_sent(seq, size, now)
         left = link.transmit(now, size)
         one_way = link.phase(left).one_way_s
-        in_flight[seq] = Delivered(seq, captured, left + one_way, index, size)
-        push(left + one_way, "arrive", seq)
-        push(left + 2 * one_way, "ack", seq)
+        arrive = left + one_way
+        for start, length in stalls:
+            if start <= arrive < start + length:
+                arrive = start + length
+        in_flight[seq] = Delivered(seq, captured, arrive, index, size)
+        push(arrive, "arrive", seq)
+        push(arrive + link.phase(arrive).one_way_s, "ack", seq)
     return result

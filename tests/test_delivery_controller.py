@@ -115,14 +115,40 @@ def test_http_viewers_are_measured_from_tcp_info() -> None:
     assert ctrl.bytes_in_flight == 0
 
 
-def test_a_kernel_rtt_far_above_its_minimum_marks_the_link_as_the_limit() -> None:
+def _running_at_2_mbyte_per_s() -> DeliveryController:
+    """A stream past its first samples (those need no confirmation)."""
     ctrl = DeliveryController()
-    ctrl.on_transport_sample(0.0, rtt_s=0.011, min_rtt_s=0.01, delivery_rate_bps=2e6)
+    for i in range(6):
+        t = -0.06 + i * 0.01
+        ctrl.on_transport_sample(t, rtt_s=0.011, min_rtt_s=0.01, delivery_rate_bps=2e6)
+    return ctrl
+
+
+def test_a_queue_that_lasts_a_frame_interval_marks_the_link_as_the_limit() -> None:
+    ctrl = _running_at_2_mbyte_per_s()
     assert not ctrl.link_limited
     ctrl.on_transport_sample(0.1, rtt_s=0.2, delivery_rate_bps=5e5)
+    assert not ctrl.link_limited  # one late sample could be a hiccup
+    ctrl.on_transport_sample(0.15, rtt_s=0.22, delivery_rate_bps=6e5)
     assert ctrl.link_limited
-    # A queued sample is the link's rate now: the old max is forgotten at once.
-    assert ctrl.delivery_rate_bps == pytest.approx(5e5)
+    # Confirmed queued samples are the link's rate now: the old max is forgotten.
+    assert ctrl.delivery_rate_bps == pytest.approx(6e5)
+
+
+def test_a_hiccup_does_not_throw_away_what_the_link_carried() -> None:
+    ctrl = _running_at_2_mbyte_per_s()
+    ctrl.on_transport_sample(0.1, rtt_s=0.06, delivery_rate_bps=3e5)
+    ctrl.on_transport_sample(0.101, rtt_s=0.05, delivery_rate_bps=2e5)  # the burst after it
+    ctrl.on_transport_sample(0.11, rtt_s=0.011, delivery_rate_bps=1.9e6)
+    assert not ctrl.link_limited
+    assert ctrl.delivery_rate_bps == pytest.approx(2e6)
+
+
+def test_viewer_stalls_do_not_knock_a_fast_link_off_full_size() -> None:
+    stalls = [(1.0 + 1.5 * i, 0.05) for i in range(12)]  # 50 ms every 1.5 s
+    result = run([Phase(0, 100 * MBIT)], duration_s=20, stalls=stalls)
+    assert result.share_at_tier(2, 20, 0) >= 0.95
+    assert result.fps(2, 20) >= 29
 
 
 def test_app_limited_samples_raise_the_estimate_but_never_lower_it() -> None:
@@ -209,7 +235,7 @@ def test_a_bandwidth_drop_is_absorbed_within_a_second() -> None:
     result = run(phases, duration_s=20)
     assert result.share_at_tier(5, 10, 0) == 1
     first_down = result.changes(10, 20)[0][0]
-    assert first_down - 10 <= 0.3
+    assert first_down - 10 <= 0.5
     # The frame already in flight at 50 Mbit/s drains; an overdue ack holds the
     # next ones back instead of queueing them behind it, so the age is bounded
     # again within half a second.

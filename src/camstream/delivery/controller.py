@@ -22,8 +22,9 @@ queue somewhere and only adds age. So:
   serialisation ``s/B``; kernel ``TCP_INFO`` samples are per packet.
 * **A queue tells the truth.** A frame that queued behind our own earlier
   frames was sent into a busy path, so its rate sample *is* the bottleneck
-  rate: it replaces the max filter at once, which is how a bandwidth drop is
-  seen within a frame or two instead of after the window expires. Better
+  rate: confirmed over a frame interval, it replaces the max filter, which is
+  how a bandwidth drop is seen within a frame or two instead of after the
+  window expires. Better
   still, a frame whose ack is *overdue* (later than the measured link
   explains) holds the next frames back before its ack arrives.
 * **A stalled rate tells the truth too**: held back by the window for two
@@ -305,12 +306,13 @@ class DeliveryController:
     def link_limited(self) -> bool:
         """The link, not the sender, limits delivery: the rate estimate is the link's.
 
-        True when the newest sample queued at the bottleneck, or when the sender
-        has been held back by the window for two round trips in a row and the
-        rate stopped growing (BBR's "full pipe": on a long link a growing rate
-        means the window is still opening, not that the link is full).
+        True when samples queued at the bottleneck over at least a frame
+        interval (a confirmed queue, see :mod:`.rate`), or when the sender has
+        been held back by the window for two round trips in a row and the rate
+        stopped growing (BBR's "full pipe": on a long link a growing rate means
+        the window is still opening, not that the link is full).
         """
-        return self.path.queued or self.rate.stalled
+        return self.rate.congested or self.rate.stalled
 
     @property
     def bytes_in_flight(self) -> int:
@@ -341,8 +343,14 @@ class DeliveryController:
         self.rate.on_delivered(sent.delivered, self._delivered, sent.app_limited)
 
     def _rate_sample(self, rate: float, app_limited: bool, now_s: float, *, queued: bool) -> None:
-        srtt = self.path.srtt_s or 0.0
-        self.rate.sample(rate, now_s, app_limited=app_limited, queued=queued, srtt_s=srtt)
+        self.rate.sample(
+            rate,
+            now_s,
+            app_limited=app_limited,
+            queued=queued,
+            srtt_s=self.path.srtt_s or 0.0,
+            confirm_s=1 / self._target_fps,
+        )
 
     def _queue_threshold_s(self) -> float:
         return max(
