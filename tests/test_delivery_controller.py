@@ -47,6 +47,16 @@ def test_one_ack_gives_rate_rtt_and_a_limit_of_bdp_plus_one_frame_time() -> None
     assert ctrl.bytes_in_flight == 0
 
 
+def test_stats_show_the_measured_link() -> None:
+    ctrl = DeliveryController()
+    assert ctrl.stats()["min_rtt_ms"] is None
+    ctrl.on_frame_sent(1, 100_000, 0.0)
+    ctrl.on_frame_acked(1, 0.2)
+    stats = ctrl.stats()
+    assert stats["link_rate_bps"] == 500_000 and stats["min_rtt_ms"] == 200.0
+    assert stats["bytes_in_flight"] == 0 and stats["link_limited"] is False
+
+
 def test_acks_are_cumulative_and_unknown_acks_are_counted_not_trusted() -> None:
     ctrl = DeliveryController()
     for frame_id in range(3):

@@ -105,6 +105,16 @@ def test_bad_overrides_raise(bad: dict[str, float]) -> None:
         Overrides(**bad)  # type: ignore[arg-type]
 
 
+def test_stats_name_the_tier_and_its_size() -> None:
+    chooser = _chooser()
+    chooser.observe_size(chooser.tier, 150_000, source_size=(1920, 1080))
+    chooser.update(0.0, rate_bps=625_000, link_limited=True)
+    stats = chooser.stats()
+    assert stats["tier"] == chooser.tier.name and stats["tier_index"] == chooser.index
+    assert (stats["tier_width"], stats["tier_height"]) == chooser.tier.size_for(1920, 1080)
+    assert stats["steps_down"] == 1 and stats["adaptive"] is True
+
+
 def test_a_pinned_viewer_never_moves() -> None:
     chooser = TierChooser(default_ladder(), source_fps=30, overrides=Overrides(adaptive=False))
     chooser.observe_size(chooser.tier, 150_000)

@@ -35,16 +35,13 @@ queue somewhere and only adds age. So:
 * **Inflight limit** (:attr:`inflight_limit_bytes`) = ``rate * (bdp_gain *
   min_rtt + queue_frames / target_fps)``: about the bandwidth-delay product
   plus one frame time of queueing at the measured rate. :meth:`may_send`
-  allows the next frame when the bytes already in flight are within it, and
-  always when nothing is in flight. What ages the new frame is the bytes
-  queued *ahead* of it, so its own size does not enter the test (choosing a
-  size the link carries is the ladder's job). Because a frame may go while
-  in flight ≤ limit, one more frame than the estimate's worth can be out:
-  that is what lets the measured rate grow by a frame per round trip on a
-  long link, and the frame round trip (serialisation included) makes the
-  term ``rate * min_rtt`` at least one frame. A larger ``bdp_gain`` (BBR
-  uses 2) opens a long link faster but doubles the standing queue a thin one
-  carries after a bandwidth drop.
+  allows the next frame while the bytes in flight are within it (what ages a
+  frame is the bytes queued *ahead* of it, not its own size; a size the link
+  carries is the ladder's job), and always when nothing is in flight. So one
+  frame more than the estimate's worth can be out, which lets the measured
+  rate grow by a frame per round trip on a long link. A ``bdp_gain`` of 2
+  (BBR's) opens a long link faster but doubles what a thin one queues after
+  a bandwidth drop.
 * **Before the first measurement** ``initial_window_frames`` frames may be in
   flight.
 
@@ -65,36 +62,9 @@ from ..errors import ConfigError
 from .path import PathModel
 from .rate import RateEstimator
 from .tcpinfo import TcpInfo
+from .tuning import ControllerConfig
 
 __all__ = ["ControllerConfig", "DeliveryController"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class ControllerConfig:
-    """Tuning of :class:`DeliveryController`; the defaults are what the tests prove."""
-
-    target_fps: float = 30.0
-    bdp_gain: float = 1.0
-    queue_frames: float = 1.0  # queueing allowed beyond the BDP, in frame intervals
-    initial_window_frames: int = 2
-    rate_window_s: float = 1.0  # the max filter spans max(this, rate_window_rtts * sRTT)
-    rate_window_rtts: float = 8.0
-    queue_threshold_frames: float = 0.5  # queueing beyond this marks a sample link-limited
-    min_queue_threshold_s: float = 0.004
-    ack_timeout_min_s: float = 2.0
-    max_outstanding: int = 256
-    max_fps: float | None = None  # the viewer asked for fewer frames than the source makes
-
-    def __post_init__(self) -> None:
-        for name in ("target_fps", "bdp_gain", "rate_window_s"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if self.queue_frames < 0 or self.queue_threshold_frames < 0:
-            raise ConfigError("queue_frames and queue_threshold_frames must not be negative")
-        if self.initial_window_frames < 1 or self.max_outstanding < 1:
-            raise ConfigError("initial_window_frames and max_outstanding must be at least 1")
-        if self.max_fps is not None and not self.max_fps > 0:
-            raise ConfigError(f"max_fps must be positive, got {self.max_fps!r}")
 
 
 @dataclass(slots=True)
@@ -321,6 +291,19 @@ class DeliveryController:
     @property
     def frames_in_flight(self) -> int:
         return len(self._outstanding)
+
+    def stats(self) -> dict[str, float | int | bool | None]:
+        """What ``/status`` and the overlays show about this viewer's link."""
+        return {
+            "link_rate_bps": round(self.delivery_rate_bps),
+            "min_rtt_ms": None if self.min_rtt_s is None else round(1000 * self.min_rtt_s, 1),
+            "rtt_ms": None if self.smoothed_rtt_s is None else round(1000 * self.smoothed_rtt_s, 1),
+            "queue_delay_ms": round(1000 * self.queue_delay_s, 1),
+            "link_limited": self.link_limited,
+            "bytes_in_flight": self.bytes_in_flight,
+            "inflight_limit_bytes": self.inflight_limit_bytes,
+            "frames_lost": self.frames_lost,
+        }
 
     # -- internals ---------------------------------------------------------------
 

@@ -150,6 +150,22 @@ class TierChooser:
         wanted = self.overrides.fps
         return self._source_fps if wanted is None else min(wanted, self._source_fps)
 
+    def stats(self) -> dict[str, str | int | float | bool]:
+        """What ``/status`` and the overlays show about this viewer's tier."""
+        width, height = self.tier.size_for(*self._source_size)
+        return {
+            "tier": self.tier.name,
+            "tier_index": self.index,
+            "tier_width": width,
+            "tier_height": height,
+            "tier_quality": self.tier.quality,
+            "adaptive": self.adaptive,
+            "target_fps": self.target_fps,
+            "steps_down": self.steps_down,
+            "steps_up": self.steps_up,
+            "failed_probes": self.failed_probes,
+        }
+
     def set_source_fps(self, fps: float) -> None:
         if fps > 0:
             self._source_fps = fps
