@@ -6,7 +6,9 @@ socket buffers), which the unit tests' simulated link cannot: per viewer a
 which tier, and :class:`Renditions` encodes each tier once. The wire format is
 a minimal stand-in for the native protocol: a 24-byte header (seq, capture
 time, width, height, length) + JPEG, and the viewer acks every frame with its
-seq (8 bytes) as soon as it has it, before decoding.
+seq (8 bytes) as soon as it has it, before decoding. With ``kernel`` (viewer
+``proto-http``) the viewer sends nothing and the server measures its socket
+with ``TCP_INFO``, as the HTTP MJPEG handler will.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from camstream.delivery import DeliveryController, Renditions, TierChooser, default_ladder
+from camstream.delivery import (
+    DeliveryController,
+    Renditions,
+    TierChooser,
+    default_ladder,
+    parse_tcp_info,
+)
+from camstream.delivery.tcpinfo import TCP_INFO_BYTES
 from camstream.frame import Codec, Frame
 
 HEADER = struct.Struct("<QqHHI")  # seq, captured_at_ns, width, height, payload bytes
@@ -79,10 +88,13 @@ def _capture(
 async def _serve_viewer(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
+    *,
     newest: Newest,
     renditions: Renditions,
     tiers_used: dict[str, int],
+    kernel: bool,
 ) -> None:
+    """Serve one viewer; ``kernel``: no acks, measure the socket with TCP_INFO (as HTTP)."""
     loop = asyncio.get_running_loop()
     sock = writer.get_extra_info("socket")
     if sock is not None:
@@ -91,7 +103,17 @@ async def _serve_viewer(
     chooser = TierChooser(default_ladder(80), source_fps=FPS)
     acked = asyncio.Event()
 
+    def sample() -> None:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_BYTES)
+        info = parse_tcp_info(raw)
+        if info is not None:
+            buffered = writer.transport.get_write_buffer_size()
+            controller.on_tcp_info(info, loop.time(), buffered_bytes=buffered)
+
     async def read_acks() -> None:
+        if kernel:
+            await reader.read()  # the viewer sends nothing; wait for it to leave
+            return
         while True:
             data = await reader.readexactly(ACK.size)
             controller.on_frame_acked(ACK.unpack(data)[0], loop.time())
@@ -101,6 +123,8 @@ async def _serve_viewer(
     last_seq = -1
     try:
         while not acks.done():
+            if kernel:
+                sample()
             frame, image = newest.frame, newest.image
             now = loop.time()
             if frame is not None and frame.seq > last_seq:
@@ -137,7 +161,9 @@ async def _serve_viewer(
                 asyncio.ensure_future(newest.changed.wait()),
                 asyncio.ensure_future(acked.wait()),
             ]
-            await asyncio.wait([*waits, acks], timeout=0.05, return_when=asyncio.FIRST_COMPLETED)
+            # Kernel figures change without telling us: poll about 4 times per RTT.
+            poll_s = max(0.002, (controller.smoothed_rtt_s or 0.01) / 4) if kernel else 0.05
+            await asyncio.wait([*waits, acks], timeout=poll_s, return_when=asyncio.FIRST_COMPLETED)
             for task in waits:
                 task.cancel()
     except (ConnectionError, asyncio.IncompleteReadError):
@@ -169,7 +195,11 @@ async def serve_proto(
     )
     capture.start()
     server = await asyncio.start_server(
-        lambda r, w: _serve_viewer(r, w, newest, renditions, tiers_used), opts["host"], opts["port"]
+        lambda r, w: _serve_viewer(
+            r, w, newest=newest, renditions=renditions, tiers_used=tiers_used, kernel=opts["kernel"]
+        ),
+        opts["host"],
+        opts["port"],
     )
     ready(port=server.sockets[0].getsockname()[1])
     done = asyncio.Event()
@@ -192,7 +222,8 @@ def view_proto(
                 break
             seq, captured_ns, width, _height, length = HEADER.unpack(head)
             data = stream.read(length)
-            sock.sendall(ACK.pack(seq))  # as the native client's receiver thread: ack, then decode
+            if not opts["kernel"]:
+                sock.sendall(ACK.pack(seq))  # as the native client's receiver thread does
             cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
             age_ms = (time.time_ns() - captured_ns) / 1e6
             samples.append((time.monotonic() - t0, age_ms, width, len(data)))

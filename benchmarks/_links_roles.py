@@ -112,7 +112,8 @@ def serve(opts: dict[str, Any]) -> None:
         _ready(port=seed.port)
         _wait_for_term()
         os._exit(0)  # seed threads block in sendall
-    if opts["impl"] == "proto":
+    if opts["impl"] in ("proto", "proto-http"):
+        opts["kernel"] = opts["impl"] == "proto-http"
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from _links_proto import serve_proto
 
@@ -258,10 +259,11 @@ def _view_seed(opts: dict[str, Any], deadline: float, t0: float) -> list[Sample]
 def view(opts: dict[str, Any]) -> None:
     t0 = time.monotonic()
     deadline = t0 + opts["duration_s"]
-    if opts["viewer"] == "proto":
+    if opts["viewer"] in ("proto", "proto-http"):
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from _links_proto import view_proto
 
+        opts["kernel"] = opts["viewer"] == "proto-http"
         viewer = view_proto
     else:
         viewer = {"native": _view_native, "mjpeg": _view_mjpeg, "seed": _view_seed}[opts["viewer"]]

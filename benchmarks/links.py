@@ -49,7 +49,7 @@ ROLES = Path(__file__).with_name("_links_roles.py")
 SERVER_ADDR, VIEWER_ADDR = "10.231.0.1", "10.231.0.2"
 TIMELINE_S = (1, 15, 60)
 #: Viewers that come with their own server: the seed's, and the delivery prototype.
-OWN_SERVER = ("seed", "proto")
+OWN_SERVER = ("seed", "proto", "proto-http")
 
 
 @dataclass(frozen=True)
@@ -281,8 +281,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, help="runs per setting, medians reported (default 3)")
     parser.add_argument(
         "--viewers",
-        default="native,mjpeg,seed,proto",
-        help="native, mjpeg (camstream server), seed (seed server), proto (delivery prototype)",
+        default="native,mjpeg,seed,proto,proto-http",
+        help="native, mjpeg (camstream server), seed (seed server), proto and proto-http "
+        "(the delivery prototype, fed by acks or by TCP_INFO)",
     )
     parser.add_argument(
         "--variant",

@@ -163,11 +163,23 @@ def test_viewer_stalls_do_not_knock_a_fast_link_off_full_size() -> None:
 
 def test_app_limited_samples_raise_the_estimate_but_never_lower_it() -> None:
     ctrl = DeliveryController()
-    ctrl.on_transport_sample(0.0, rtt_s=0.01, min_rtt_s=0.01, delivery_rate_bps=2e6)
-    ctrl.on_transport_sample(0.1, rtt_s=0.01, delivery_rate_bps=1e6, rate_app_limited=True)
+    ctrl.on_frame_sent(1, 100_000, 0.0)
+    ctrl.on_frame_acked(1, 0.05)  # 2 MB/s
     assert ctrl.delivery_rate_bps == pytest.approx(2e6)
-    ctrl.on_transport_sample(0.2, rtt_s=0.01, delivery_rate_bps=3e6, rate_app_limited=True)
+    ctrl.on_frame_sent(2, 50_000, 0.1)  # never held back: app-limited
+    ctrl.on_frame_acked(2, 0.15)  # 1 MB/s: says only "at least this much"
+    assert ctrl.delivery_rate_bps == pytest.approx(2e6)
+    ctrl.on_frame_sent(3, 150_000, 0.2)
+    ctrl.on_frame_acked(3, 0.25)  # 3 MB/s
     assert ctrl.delivery_rate_bps == pytest.approx(3e6)
+
+
+def test_app_limited_kernel_rates_are_bursts_and_are_ignored() -> None:
+    ctrl = DeliveryController()
+    ctrl.on_transport_sample(0.0, rtt_s=0.01, min_rtt_s=0.01, delivery_rate_bps=6e5)
+    # A small frame through a token bucket's burst: line rate, for a moment.
+    ctrl.on_transport_sample(0.1, rtt_s=0.01, delivery_rate_bps=5e8, rate_app_limited=True)
+    assert ctrl.delivery_rate_bps == pytest.approx(6e5)
 
 
 @pytest.mark.parametrize(

@@ -162,13 +162,18 @@ class DeliveryController:
         ``tcpi_unacked * tcpi_snd_mss``, and whatever still sits in the
         application's write buffer) is what has not reached the viewer yet; the
         rest of what :meth:`on_frame_sent` reported is delivered, which acks
-        whole frames. ``delivery_rate_bps`` is ``tcpi_delivery_rate`` (bytes/s)
-        with its app-limited bit; ``rtt_s``/``min_rtt_s`` are ``tcpi_rtt`` and
-        ``tcpi_min_rtt``. Kernel figures are per packet, so they are used as
-        they are instead of frame round trips. Any of them may be ``None``.
+        whole frames and gives whole-frame rate samples. ``delivery_rate_bps``
+        is ``tcpi_delivery_rate`` (bytes/s) with its app-limited bit (only
+        samples taken with a backlog are used); ``rtt_s``/``min_rtt_s`` are
+        ``tcpi_rtt`` and ``tcpi_min_rtt``, per packet, used instead of frame
+        round trips. Any of them may be ``None``. Call it about four times per
+        round trip while waiting to send, and after each write has drained.
         """
         if min_rtt_s is not None and min_rtt_s > 0:
             self.path.set_kernel_min(min_rtt_s)
+        queued = False
+        if rtt_s is not None and rtt_s > 0:
+            queued = self._rtt_sample(rtt_s, 0, None)
         if notsent_bytes is not None and unacked_bytes is not None:
             pending = max(0, notsent_bytes + unacked_bytes + buffered_bytes)
             delivered_offset = max(self._delivered, self._sent_total - pending)
@@ -176,15 +181,17 @@ class DeliveryController:
             while self._outstanding and self._outstanding[0].end_offset <= delivered_offset:
                 last = self._outstanding.popleft()
                 self._settle(last, now_s)
-            if last is not None and delivery_rate_bps is None:
-                self._sample(last, now_s, rtt_s=now_s - last.sent_s)
-            elif last is not None:
-                self.rate.on_delivered(last.delivered, self._delivered, last.app_limited)
-        queued = False
-        if rtt_s is not None and rtt_s > 0:
-            queued = self._rtt_sample(rtt_s, 0, None)
-        if delivery_rate_bps is not None and delivery_rate_bps > 0:
-            self._rate_sample(delivery_rate_bps, rate_app_limited, now_s, queued=queued)
+            if last is not None:
+                # Whole-frame rate samples, as for native acks; the round trip
+                # is the kernel's (per packet), not this poll-quantised one.
+                rtt = None if rtt_s else now_s - last.sent_s
+                self._sample(last, now_s, rtt_s=rtt, queued=queued)
+        if delivery_rate_bps and not rate_app_limited:
+            # Only while the socket had a backlog: an app-limited kernel sample
+            # spans a few packets of one frame and says what a burst got
+            # through (a token bucket passes a small frame at line rate), not
+            # what the link sustains.
+            self._rate_sample(delivery_rate_bps, False, now_s, queued=queued)
 
     def on_tcp_info(self, info: TcpInfo, now_s: float, *, buffered_bytes: int = 0) -> None:
         """:meth:`on_transport_sample` from a decoded ``TCP_INFO`` (see :mod:`.tcpinfo`)."""
@@ -313,13 +320,16 @@ class DeliveryController:
         self._delivered_s = now_s
         self.frames_acked += 1
 
-    def _sample(self, sent: _Sent, now_s: float, *, rtt_s: float) -> None:
-        """BBR-style rate sample for the newest delivered frame, then its round trip."""
+    def _sample(
+        self, sent: _Sent, now_s: float, *, rtt_s: float | None, queued: bool = False
+    ) -> None:
+        """BBR-style rate sample for the newest delivered frame, and its round trip."""
         send_elapsed = sent.sent_s - sent.first_sent_s
         ack_elapsed = now_s - sent.delivered_s
         self._first_sent_s = sent.sent_s
         interval = max(send_elapsed, ack_elapsed)
-        queued = self._rtt_sample(rtt_s, sent.size, sent.ahead)
+        if rtt_s is not None:
+            queued = self._rtt_sample(rtt_s, sent.size, sent.ahead)
         if interval > 0:
             rate = (self._delivered - sent.delivered) / interval
             self._rate_sample(rate, sent.app_limited, now_s, queued=queued)

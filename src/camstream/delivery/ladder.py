@@ -252,7 +252,9 @@ class TierChooser:
         if upper_need is None:
             return
         if upper_need <= 0.5 * rate_bps:
-            hold = self.hold_s  # plenty of room seen: past failures do not count
+            # Plenty of room seen: past failures count half (a burst-friendly
+            # link can show room it cannot sustain, so they still count).
+            hold = max(self.hold_s, self._holds[upper] / 2)
         elif upper_need <= self.up_margin * rate_bps:
             hold = self._holds[upper]  # room seen
         elif rate_bps >= 0.9 * need and (
