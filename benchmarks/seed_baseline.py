@@ -41,14 +41,21 @@ HEADER = struct.Struct("<iiq")  # payload length, payload length again, captured
 
 
 class SeedServer:
-    """Accepts viewers on ``127.0.0.1:port`` and streams to each one, seed-style."""
+    """Accepts viewers on ``host:port`` (loopback) and streams to each one, seed-style."""
 
-    def __init__(self, open_source: Callable[[], Any], *, quality: int = 80, port: int = 0) -> None:
+    def __init__(
+        self,
+        open_source: Callable[[], Any],
+        *,
+        quality: int = 80,
+        port: int = 0,
+        host: str = "127.0.0.1",  # links.py serves it across a network namespace
+    ) -> None:
         self._open_source = open_source  # returns an object with read() -> image
         self._params = [cv2.IMWRITE_JPEG_QUALITY, quality]
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # seed note 4
-        self._listener.bind(("127.0.0.1", port))
+        self._listener.bind((host, port))
         self._listener.listen(5)
         self.port: int = self._listener.getsockname()[1]
         self._stop = threading.Event()
