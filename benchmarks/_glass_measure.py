@@ -22,12 +22,21 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from _scene import StampBox, locate_stamp, read_stamp_at
 
-__all__ = ["Grab", "Sample", "grab_stamps", "percentile", "summarize", "xvfb"]
+__all__ = [
+    "Grab",
+    "Sample",
+    "grab_stamps",
+    "open_grabber",
+    "percentile",
+    "summarize",
+    "xvfb",
+]
 
 _SOCKET_DIR = "/tmp/.X11-unix"
 AGE_AT_S = (1, 15, 60)
@@ -62,11 +71,18 @@ def _free_display(start: int) -> int:
     raise RuntimeError(f"no free X display number from :{start}")
 
 
-def _accepts_clients(display: str) -> bool:
+def open_grabber(display: str) -> Any:
+    """An ``mss`` screen grabber on ``display`` (a context manager)."""
     import mss
 
+    # mss 10.2 deprecates the mss.mss() factory for the MSS class; older ones lack it
+    factory = getattr(mss, "MSS", None) or mss.mss
+    return factory(display=display)
+
+
+def _accepts_clients(display: str) -> bool:
     try:
-        with mss.mss(display=display):
+        with open_grabber(display):
             return True
     except Exception:  # mss raises ScreenShotError and ctypes errors alike
         return False
@@ -104,12 +120,12 @@ def xvfb(width: int = 1920, height: int = 1080, *, start: int = 140) -> Iterator
 # -- grabbing ------------------------------------------------------------------------
 
 
-def _shot(sct: object, region: dict[str, int]) -> np.ndarray:
-    return np.asarray(sct.grab(region))  # type: ignore[attr-defined]  # BGRA
+def _shot(sct: Any, region: dict[str, int]) -> np.ndarray:
+    return np.asarray(sct.grab(region))  # BGRA
 
 
 def _locate(
-    sct: object, screen: dict[str, int], deadline: float, *, alive: Callable[[], bool]
+    sct: Any, screen: dict[str, int], deadline: float, *, alive: Callable[[], bool]
 ) -> StampBox | None:
     while time.monotonic() < deadline and alive():
         box = locate_stamp(_shot(sct, screen))
@@ -135,10 +151,9 @@ def grab_stamps(
     found (PNG), to look at what the viewer showed.
     """
     import cv2
-    import mss
 
     grab = Grab()
-    with mss.mss(display=display) as sct:
+    with open_grabber(display) as sct:
         screen = dict(sct.monitors[0])
         box = _locate(sct, screen, time.monotonic() + locate_timeout_s, alive=alive)
         if box is None:
@@ -184,7 +199,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, float), q))
 
 
-def summarize(grab: Grab, age_at_s: Sequence[float] = AGE_AT_S) -> dict[str, object]:
+def summarize(grab: Grab, age_at_s: Sequence[float] = AGE_AT_S) -> dict[str, Any]:
     """Age on screen p50/p99 (ms), distinct frames per second, and the age over time.
 
     ``age_at`` maps t to the median age (ms) over the second before t, counted
@@ -193,7 +208,7 @@ def summarize(grab: Grab, age_at_s: Sequence[float] = AGE_AT_S) -> dict[str, obj
     """
     samples = grab.samples
     total = len(samples) + grab.unread
-    out: dict[str, object] = {
+    out: dict[str, Any] = {
         "samples": len(samples),
         "unread_fraction": grab.unread / total if total else None,
     }
