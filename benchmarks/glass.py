@@ -67,7 +67,8 @@ class Viewer:
     argv: tuple[str, ...]  # {url} {http} {address} {port} {python} {clients} filled in
     server: str = "camstream"  # or "seed"
     user: str | None = None  # run as this user (VLC refuses root)
-    note: str = ""
+    experiment: bool = False  # run only when named, or with --experiments
+    env: tuple[tuple[str, str], ...] = ()  # added to the viewer's environment
 
     def command(self, port: int, profile: str) -> list[str]:
         fields = {
@@ -87,9 +88,8 @@ VIEWERS = [
     Viewer(
         "chromium",
         ("chromium", *CHROMIUM_FLAGS, "--user-data-dir={profile}", "--app={http}"),
-        note="the page, a real window",
     ),
-    Viewer("ffplay-readme", ("ffplay", "-f", "mpjpeg", "{url}"), note="as README prints it"),
+    Viewer("ffplay-readme", ("ffplay", "-f", "mpjpeg", "{url}")),
     Viewer("ffplay-wallclock", ("ffplay", "-use_wallclock_as_timestamps", "1", "{url}")),
     Viewer(
         "ffplay-lowdelay",
@@ -99,11 +99,85 @@ VIEWERS = [
             *("-use_wallclock_as_timestamps", "1", "-f", "mpjpeg", "{url}"),
         ),
     ),
-    Viewer("vlc-readme", ("vlc", "{url}"), user=BENCH_USER, note="as README prints it"),
+    Viewer("vlc-readme", ("vlc", "{url}"), user=BENCH_USER),
     Viewer("vlc-caching-100", ("vlc", "--network-caching=100", "{url}"), user=BENCH_USER),
     Viewer("vlc-caching-50", ("vlc", "--network-caching=50", "{url}"), user=BENCH_USER),
     Viewer("videocapture-imshow", ("{python}", "{clients}", "videocapture", "{port}")),
     Viewer("seed", ("{python}", "{clients}", "seed", "{port}"), server="seed"),
+    # experiments: other player flags, and schedules for camstream view's loop
+    Viewer(
+        "ffplay-nobuffer",
+        ("ffplay", "-fflags", "nobuffer", "-use_wallclock_as_timestamps", "1", "{url}"),
+        experiment=True,
+    ),
+    Viewer(
+        "ffplay-sync-ext",
+        (
+            "ffplay",
+            *("-fflags", "nobuffer", "-flags", "low_delay", "-framedrop", "-sync", "ext"),
+            *("-use_wallclock_as_timestamps", "1", "{url}"),
+        ),
+        experiment=True,
+    ),
+    Viewer(  # Xvfb has no GPU: SDL's default OpenGL renderer runs on the CPU (llvmpipe)
+        "ffplay-wallclock-swrender",
+        ("ffplay", "-use_wallclock_as_timestamps", "1", "{url}"),
+        env=(("SDL_RENDER_DRIVER", "software"),),
+        experiment=True,
+    ),
+    Viewer(
+        "ffplay-lowdelay-swrender",
+        (
+            "ffplay",
+            *("-fflags", "nobuffer", "-flags", "low_delay", "-framedrop"),
+            *("-use_wallclock_as_timestamps", "1", "-f", "mpjpeg", "{url}"),
+        ),
+        env=(("SDL_RENDER_DRIVER", "software"),),
+        experiment=True,
+    ),
+    Viewer(
+        "ffplay-probe0",
+        (
+            "ffplay",
+            *("-fflags", "nobuffer", "-flags", "low_delay", "-framedrop"),
+            *("-probesize", "32", "-analyzeduration", "0"),
+            *("-use_wallclock_as_timestamps", "1", "-f", "mpjpeg", "{url}"),
+        ),
+        experiment=True,
+    ),
+    Viewer(  # Xvfb has no GPU: VLC's default OpenGL output renders on the CPU (llvmpipe)
+        "vlc-caching-100-x11",
+        ("vlc", "--network-caching=100", "--vout=xcb_x11", "{url}"),
+        user=BENCH_USER,
+        experiment=True,
+    ),
+    Viewer("vlc-readme-x11", ("vlc", "--vout=xcb_x11", "{url}"), user=BENCH_USER, experiment=True),
+    Viewer(
+        "vlc-caching-30", ("vlc", "--network-caching=30", "{url}"), user=BENCH_USER, experiment=True
+    ),
+    Viewer(
+        "vlc-caching-300",
+        ("vlc", "--network-caching=300", "{url}"),
+        user=BENCH_USER,
+        experiment=True,
+    ),
+    Viewer(
+        "vlc-caching-0", ("vlc", "--network-caching=0", "{url}"), user=BENCH_USER, experiment=True
+    ),
+    Viewer(
+        "vlc-caching-100-jitter-0",
+        ("vlc", "--network-caching=100", "--clock-jitter=0", "{url}"),
+        user=BENCH_USER,
+        experiment=True,
+    ),
+    Viewer(
+        "vlc-caching-50-synchro-0",
+        ("vlc", "--network-caching=50", "--clock-synchro=0", "{url}"),
+        user=BENCH_USER,
+        experiment=True,
+    ),
+    Viewer("view-poll10", ("{python}", "{clients}", "poll10", "{port}"), experiment=True),
+    Viewer("view-wait10", ("{python}", "{clients}", "wait10", "{port}"), experiment=True),
 ]
 BY_NAME = {viewer.name: viewer for viewer in VIEWERS}
 
@@ -156,6 +230,7 @@ def launched(
         else:
             env = {**os.environ, "DISPLAY": display, "PYTHONUNBUFFERED": "1"}
             env.pop("WAYLAND_DISPLAY", None)
+        env.update(viewer.env)
         process = subprocess.Popen(
             command,
             env=env,
@@ -189,7 +264,7 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
 
 def shown_command(viewer: Viewer) -> str:
     """The viewer's command line for the table, as a user would type it."""
-    command = " ".join(viewer.command(8080, profile="DIR"))
+    command = " ".join([*(f"{k}={v}" for k, v in viewer.env), *viewer.command(8080, "DIR")])
     command = command.replace(f"{sys.executable} -m camstream", "camstream")
     return command.replace(sys.executable, "python").replace(str(HERE) + "/", "benchmarks/")
 
@@ -285,11 +360,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--viewer", action="append", choices=list(BY_NAME), help="repeatable")
     parser.add_argument("--runs", type=int, help="runs per viewer, median reported (default 3)")
     parser.add_argument("--duration", type=float, help="seconds grabbed per run (default 65)")
+    parser.add_argument("--experiments", action="store_true", help="run the experiments too")
     parser.add_argument("--quick", action="store_true", help="default to 1 run of 8 s")
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--resolution", default="1280x720")
     parser.add_argument("--interval-ms", type=float, default=5.0, help="time between grabs")
     parser.add_argument("--json", type=Path, help="write runs and summary here")
+    parser.add_argument("--keep-logs", type=Path, help="keep each viewer's output here")
     parser.add_argument("--keep-screens", type=Path, help="save a screen grab per run here")
     args = parser.parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 3)
@@ -314,7 +391,10 @@ def missing_tools(viewers: list[Viewer]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    viewers = [BY_NAME[name] for name in args.viewer] if args.viewer else VIEWERS
+    if args.viewer:
+        viewers = [BY_NAME[name] for name in args.viewer]
+    else:
+        viewers = [v for v in VIEWERS if args.experiments or not v.experiment]
     missing = missing_tools(viewers)
     if missing:
         print(f"missing: {', '.join(missing)}; run benchmarks/install-glass-deps", file=sys.stderr)
@@ -324,10 +404,12 @@ def main(argv: list[str] | None = None) -> int:
     meta = machine()
     print(f"machine: {meta}", flush=True)
     runs: dict[str, list[dict[str, Any]]] = {}
-    with tempfile.TemporaryDirectory(prefix="glass-logs-") as logs:
+    with tempfile.TemporaryDirectory(prefix="glass-logs-") as temporary:
+        logs = args.keep_logs or Path(temporary)
+        logs.mkdir(parents=True, exist_ok=True)
         for run in range(args.runs):  # viewers interleaved, so drift hits all alike
             for viewer in viewers:
-                result = run_viewer(viewer, args, run, Path(logs))
+                result = run_viewer(viewer, args, run, logs)
                 runs.setdefault(viewer.name, []).append(result)
                 age = result.get("age_ms", {})
                 print(
