@@ -149,7 +149,6 @@ VIEWERS = [
         "vlc-caching-100-x11",
         ("vlc", "--network-caching=100", "--vout=xcb_x11", "{url}"),
         user=BENCH_USER,
-        experiment=True,
     ),
     Viewer("vlc-readme-x11", ("vlc", "--vout=xcb_x11", "{url}"), user=BENCH_USER, experiment=True),
     Viewer(
