@@ -199,12 +199,16 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, float), q))
 
 
-def summarize(grab: Grab, age_at_s: Sequence[float] = AGE_AT_S) -> dict[str, Any]:
+def summarize(
+    grab: Grab, age_at_s: Sequence[float] = AGE_AT_S, *, warmup_s: float = 0.0
+) -> dict[str, Any]:
     """Age on screen p50/p99 (ms), distinct frames per second, and the age over time.
 
-    ``age_at`` maps t to the median age (ms) over the second before t, counted
-    from the first grab; t beyond the grabs is left out. Distinct frames are
-    changes of the counter between consecutive readable grabs.
+    p50/p99 and the frame rate leave out the first ``warmup_s`` after the first
+    grab (a player's start-up backlog is not its steady state); ``age_at``
+    keeps it: it maps t to the median age (ms) over the second before t,
+    counted from the first grab, and leaves out a t beyond the grabs. Distinct
+    frames are changes of the counter between consecutive readable grabs.
     """
     samples = grab.samples
     total = len(samples) + grab.unread
@@ -214,16 +218,18 @@ def summarize(grab: Grab, age_at_s: Sequence[float] = AGE_AT_S) -> dict[str, Any
     }
     if len(samples) < 2:
         return out
-    ages = [(s.grabbed_ns - s.captured_ns) / 1e6 for s in samples]
     start, end = samples[0].grabbed_ns, samples[-1].grabbed_ns
-    changes = sum(1 for a, b in itertools.pairwise(samples) if a.counter != b.counter)
-    out["age_ms"] = {"p50": percentile(ages, 50), "p99": percentile(ages, 99)}
-    out["fps"] = changes / ((end - start) / 1e9)
+    steady = [s for s in samples if s.grabbed_ns >= start + warmup_s * 1e9]
+    if len(steady) >= 2:
+        ages = [(s.grabbed_ns - s.captured_ns) / 1e6 for s in steady]
+        changes = sum(1 for a, b in itertools.pairwise(steady) if a.counter != b.counter)
+        out["age_ms"] = {"p50": percentile(ages, 50), "p99": percentile(ages, 99)}
+        out["fps"] = changes / ((steady[-1].grabbed_ns - steady[0].grabbed_ns) / 1e9)
     age_at: dict[str, float] = {}
     for t in age_at_s:
         window = [
-            age
-            for s, age in zip(samples, ages, strict=True)
+            (s.grabbed_ns - s.captured_ns) / 1e6
+            for s in samples
             if start + (t - 1) * 1e9 <= s.grabbed_ns <= start + t * 1e9
         ]
         if window and end >= start + t * 1e9 - 0.1e9:

@@ -153,7 +153,7 @@ def run_viewer(viewer: Viewer, args: argparse.Namespace, run: int, logs: Path) -
             keep_screen=screen,
         )
         exited = process.poll()
-    result = summarize(grab)
+    result = summarize(grab, warmup_s=args.warmup)
     result["command"] = shown_command(viewer)
     if grab.box is None:
         tail = log.read_text(errors="replace")[-600:] if log.exists() else ""
@@ -228,6 +228,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="default to 1 run of 8 s")
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--resolution", default="1280x720")
+    parser.add_argument(
+        "--warmup", type=float, help="seconds left out of p50/p99/fps (default 2; --quick 1)"
+    )
     parser.add_argument("--interval-ms", type=float, default=5.0, help="time between grabs")
     parser.add_argument("--json", type=Path, help="write runs and summary here")
     parser.add_argument("--keep-logs", type=Path, help="keep each viewer's output here")
@@ -235,6 +238,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 3)
     args.duration = args.duration or (8.0 if args.quick else 65.0)
+    if args.warmup is None:
+        args.warmup = 1.0 if args.quick else 2.0
     return args
 
 

@@ -67,6 +67,17 @@ def test_summary_shows_a_growing_queue() -> None:
     assert summary["fps"] == pytest.approx(25, abs=0.3)
 
 
+def test_warmup_leaves_a_start_up_backlog_out_of_the_percentiles_only() -> None:
+    n = 4 * 200  # 4 s; the first second shows a 900 ms backlog, then 40 ms
+    ages = [900.0 if i < 200 else 40.0 for i in range(n)]
+    counters = [i // 7 for i in range(n)]
+    assert summarize(_grab(ages, counters))["age_ms"]["p99"] == pytest.approx(900)
+    summary = summarize(_grab(ages, counters), warmup_s=1.0)
+    assert summary["age_ms"] == {"p50": 40.0, "p99": 40.0}
+    assert summary["age_at_ms"]["1"] == 900.0  # the age over time still shows it
+    assert summary["samples"] == n
+
+
 def test_summary_without_samples_has_no_figures() -> None:
     summary = summarize(Grab(unread=12))
     assert summary == {"samples": 0, "unread_fraction": 1.0}
