@@ -56,7 +56,9 @@ def raw() -> Iterator[RawFactory]:
 
 @pytest.fixture
 def server(running_server: Callable[..., Server]) -> Server:
-    return running_server("test", **FAST)
+    # The credit-window rules (§3, §4) on their own: adaptive delivery, which may
+    # hold frames back further until earlier ones are acked, is checked in §4b.
+    return running_server("test", adaptive=False, **FAST)
 
 
 # -- §1 framing -----------------------------------------------------------------------
@@ -364,3 +366,41 @@ def test_s4_a_peer_that_never_reads_is_reset_after_64k_of_replies(
         wait_until(lambda: server.status()["viewer_count"] == 0, 5, "the viewer to leave")
     finally:
         sock.close()
+
+
+# -- §4b adaptive delivery (protocol v2) --------------------------------------------------
+
+
+@pytest.fixture
+def adaptive_server(running_server: Callable[..., Server]) -> Server:
+    return running_server("test", **FAST)  # adaptive is the default
+
+
+def test_s4b_a_peer_that_never_acks_gets_only_the_initial_window(
+    raw: RawFactory, adaptive_server: Server
+) -> None:
+    # §4b: within the credit, the server keeps about one round trip of frames in
+    # flight; before any ack it knows no round trip, so it sends 2 and waits.
+    peer, messages = admitted(raw, adaptive_server, window=64)
+    messages += peer.until(FRAME)
+    messages += peer.until(FRAME)
+    sent = frames_in(messages)[-1][0]
+    wait_until(lambda: adaptive_server.status()["latest_seq"] >= sent + 10, 5, "newer frames")
+    viewer = native_viewer(adaptive_server)
+    assert viewer["frames_sent"] == 2, viewer
+    assert viewer["delivery"]["bytes_in_flight"] > 0
+
+
+def test_s4b_a_peer_that_acks_each_frame_keeps_receiving_them(
+    raw: RawFactory, adaptive_server: Server
+) -> None:
+    # §4b: acking (CREDIT(1, ack_seq=seq)) every frame as it lands keeps the stream going.
+    peer, _ = admitted(raw, adaptive_server, window=16)
+    seqs: list[int] = []
+    for _ in range(20):
+        ((seq, *_rest),) = frames_in(peer.until(FRAME))
+        peer.send(credit(1, seq))
+        seqs.append(seq)
+    assert seqs == sorted(set(seqs))
+    delivery = native_viewer(adaptive_server)["delivery"]
+    assert delivery["tier"] == "full" and delivery["rtt_ms"] is not None

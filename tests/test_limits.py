@@ -16,6 +16,7 @@ from typing import Any
 
 from camstream import Server
 from camstream.config import ServerConfig
+from camstream.delivery import Renditions
 from camstream.frame import Codec
 from conftest import MjpegReader
 from netfaults import FAST, wait_until
@@ -149,7 +150,9 @@ def test_unread_control_replies_are_cut_just_past_64_kib() -> None:
         )
         info = StreamInfo(1, 1, Codec.JPEG, 0.0)
         hub = Hub()
-        stream = SimpleNamespace(name="main", hub=hub, stream_info=lambda: info)
+        stream = SimpleNamespace(
+            name="main", hub=hub, renditions=Renditions(), stream_info=lambda: info
+        )
         context = SessionContext(
             config=config, find_stream=lambda _name: stream, viewer_count=hub.count
         )

@@ -12,6 +12,7 @@ import pytest
 
 from camstream.codec import Codec
 from camstream.config import ServerConfig
+from camstream.delivery import Renditions
 from camstream.server.hub import Hub
 from camstream.server.transports.native import NativeSession, SessionContext
 from camstream.wire.protocol import Connection, Goodbye, GoodbyeCode, Hello, Role, StreamInfo
@@ -54,7 +55,9 @@ class VanishingTransport(asyncio.Transport):
 async def _session_that_says_goodbye_to_a_vanished_peer() -> VanishingTransport:
     hub = Hub()
     info = StreamInfo(4, 2, Codec.JPEG, 30.0)
-    stream = SimpleNamespace(name="main", hub=hub, stream_info=lambda: info)
+    stream = SimpleNamespace(
+        name="main", hub=hub, renditions=Renditions(), stream_info=lambda: info
+    )
     session = NativeSession(
         SessionContext(
             config=ServerConfig(), find_stream=lambda _name: stream, viewer_count=hub.count

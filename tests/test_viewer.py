@@ -105,9 +105,11 @@ def test_tracker_counts_sequence_gaps_as_dropped() -> None:
 
 class _ReconnectingClient:
     state = "reconnecting"
+    stream_info = None
 
     class stats:
         last_error = "connection lost: [Errno 111] Connection refused"
+        receive_mbit_s = 0.0
 
 
 def test_headless_line_while_reconnecting_shows_the_reason_and_the_real_age() -> None:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
+from .delivery.tiers import DEFAULT_LADDER_SPEC, Tier, parse_ladder
 from .errors import ConfigError
 from .frame import Codec
 from .recording.config import RecorderConfig
@@ -130,6 +131,11 @@ class ServerConfig:
     # Recording (needs camstream[record]): a directory, or a full RecorderConfig.
     # Each camera records into DIR/NAME; see docs/recording.md.
     record: RecorderConfig | str | None = None
+    # Adaptive delivery (docs/delivery.md): per viewer, send as many frames as the
+    # link carries without a standing queue, stepping down the ladder (best first)
+    # when it cannot carry the current tier at the source's rate.
+    adaptive: bool = True
+    ladder: str = DEFAULT_LADDER_SPEC
     # Host headers answered besides loopback and the bound address (DNS rebinding).
     allowed_hosts: tuple[str, ...] = ()
     # Serve beyond this machine without a token only when asked to explicitly.
@@ -143,6 +149,7 @@ class ServerConfig:
         if not isinstance(self.codec, Codec):
             object.__setattr__(self, "codec", parse_codec(str(self.codec)))
         self._check_record()
+        parse_ladder(self.ladder, quality=self.quality)  # ConfigError names the bad entry
         _check_range("port", self.port, 0, 65535)
         _check_range("quality", self.quality, 1, 100)
         _check_range("png_compression", self.png_compression, 0, 9)
@@ -204,6 +211,11 @@ class ServerConfig:
     @property
     def tls(self) -> bool:
         return self.tls_cert is not None
+
+    @property
+    def ladder_tiers(self) -> tuple[Tier, ...]:
+        """The quality ladder, best first (the first tier is the full stream)."""
+        return parse_ladder(self.ladder, quality=self.quality)
 
     @property
     def recorder_config(self) -> RecorderConfig | None:

@@ -33,6 +33,12 @@ from ..errors import (
 )
 from ..frame import Codec
 from . import commands
+from .delivery_options import (
+    add_server_delivery_options,
+    add_viewer_delivery_options,
+    client_delivery_options,
+    server_delivery_options,
+)
 from .record_options import (
     add_record_command,
     add_record_options,
@@ -147,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after N seconds (default: run until Esc/Ctrl-C)",
     )
     view.add_argument("--no-reconnect", action="store_true", help="exit when the server goes")
+    add_viewer_delivery_options(view)
 
     snap = sub.add_parser(
         "snapshot", help="save one frame to a file", description="Save the newest frame."
@@ -205,6 +212,7 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="parallel encoder threads (default 1)",
     )
+    add_server_delivery_options(parser)
     n = parser.add_argument_group("network")
     n.add_argument(
         "--host",
@@ -271,6 +279,7 @@ def server_config_from_args(args: argparse.Namespace) -> ServerConfig:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         record=recorder_config_from_args(args),
+        **server_delivery_options(args),
         allow_anonymous=args.allow_anonymous,
         allowed_hosts=tuple(args.allowed_host),
         max_connections_per_address=args.max_connections_per_address,
@@ -285,6 +294,7 @@ def client_config_from_args(args: argparse.Namespace, *, reconnect: bool = True)
         tls_verify=not args.insecure,
         connect_timeout_s=args.timeout,
         reconnect=reconnect,
+        **client_delivery_options(args),
     )
 
 

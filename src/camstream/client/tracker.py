@@ -23,7 +23,7 @@ from ..errors import (
     ServerFullError,
 )
 from ..frame import Frame
-from ..metrics import RateMeter
+from ..metrics import RateMeter, ThroughputMeter
 from ..wire.protocol import GoodbyeCode, StreamInfo
 from .values import ClientState, ClientStats, ReceivedFrame
 
@@ -95,6 +95,8 @@ class Tracker:
         self.frames_read = 0
         self.frames_dropped = 0
         self.bytes_received = 0
+        self._throughput = ThroughputMeter()
+        self._frame_size: tuple[int, int] | None = None
         self.reconnects = 0
         self._last_age_s: float | None = None
 
@@ -112,6 +114,8 @@ class Tracker:
     def put(self, frame: Frame) -> None:
         self.frames_received += 1
         self._rate.tick()
+        self._throughput.add(len(frame.data))
+        self._frame_size = (frame.width, frame.height)
         if self._slot is not None:
             self.frames_dropped += 1  # newest wins: the unread older frame is discarded
         self._slot = ReceivedFrame(frame, time.time_ns())
@@ -170,4 +174,6 @@ class Tracker:
             last_age_s=self._last_age_s,
             state=self.state,
             last_error=self.last_error,
+            frame_size=self._frame_size,
+            receive_mbit_s=round(8 * self._throughput.rate() / 1e6, 2),
         )

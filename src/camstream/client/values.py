@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
 from ..codec import decode
 from ..frame import Frame
 
-__all__ = ["ClientState", "ClientStats", "Image", "ReceivedFrame", "decode_frame"]
+__all__ = ["ClientState", "ClientStats", "Image", "ReceivedFrame", "decode_frame", "scaled_to"]
 
 Image = npt.NDArray[np.uint8]
 ClientState = Literal["connecting", "streaming", "reconnecting", "closed"]
@@ -59,3 +60,15 @@ class ClientStats:
     last_age_s: float | None  # capture → read, for the last frame read
     state: ClientState
     last_error: str | None
+    # The size of the last frame received: smaller than the stream's while the
+    # server sends a lower tier of its quality ladder (adaptive delivery).
+    frame_size: tuple[int, int] | None = None
+    receive_mbit_s: float = 0.0  # frame bytes received over the last second
+
+
+def scaled_to(image: Image, size: tuple[int, int]) -> Image:
+    """``image`` resized to ``size`` (width, height): a smaller tier shown at the stream's size."""
+    if (image.shape[1], image.shape[0]) == size:
+        return image
+    resized: Image = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_LINEAR), np.uint8)
+    return resized

@@ -23,7 +23,7 @@ from ..config import StreamAddress
 from ..errors import CamstreamError, ConfigError, DecodeError
 from ..frame import Frame
 from .threaded import Client
-from .values import Image, ReceivedFrame
+from .values import Image, ReceivedFrame, scaled_to
 
 __all__ = ["VideoCapture"]
 
@@ -36,9 +36,18 @@ class VideoCapture:
     """
 
     def __init__(
-        self, address: str | StreamAddress, *, timeout_s: float = 5.0, **client_options: Any
+        self,
+        address: str | StreamAddress,
+        *,
+        timeout_s: float = 5.0,
+        scale_to_stream: bool = True,
+        **client_options: Any,
     ) -> None:
         self._timeout_s = timeout_s
+        # OpenCV code assumes every image has one shape. On a thin link the server
+        # sends a smaller tier; read() scales it up to the stream's size unless
+        # scale_to_stream=False asks for the raw tier (see last_frame for its size).
+        self._scale_to_stream = scale_to_stream
         self._grabbed: ReceivedFrame | None = None
         self._last_frame: Frame | None = None
         self._error: str | None = None
@@ -78,10 +87,15 @@ class VideoCapture:
         if self._grabbed is None:
             return False, None
         try:
-            return True, self._grabbed.image
+            image = self._grabbed.image
         except DecodeError as exc:
             self._error = str(exc)
             return False, None
+        info = self._client.stream_info if self._client is not None else None
+        size = (info.width, info.height) if info is not None else (0, 0)
+        if self._scale_to_stream and all(size):
+            image = scaled_to(image, size)
+        return True, image
 
     def read(self) -> tuple[bool, Image | None]:
         """``(True, image)`` with the newest image, or ``(False, None)``."""
@@ -93,10 +107,14 @@ class VideoCapture:
         """Width, height, fps and position (last frame's seq); 0.0 for anything else."""
         info = self._client.stream_info if self._client is not None else None
         frame = self._last_frame
+        if self._scale_to_stream and info is not None and info.width:
+            frame_size = (info.width, info.height)
+        else:
+            frame_size = (frame.width, frame.height) if frame else (0, 0)
         if prop_id == cv2.CAP_PROP_FRAME_WIDTH:
-            return float(frame.width if frame else info.width if info else 0)
+            return float(frame_size[0] or (info.width if info else 0))
         if prop_id == cv2.CAP_PROP_FRAME_HEIGHT:
-            return float(frame.height if frame else info.height if info else 0)
+            return float(frame_size[1] or (info.height if info else 0))
         if prop_id == cv2.CAP_PROP_FPS:
             if info is not None and info.fps > 0:
                 return float(info.fps)

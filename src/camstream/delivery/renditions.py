@@ -78,6 +78,18 @@ class Renditions:
             self._cache[key] = result
             return result
 
+    def cached(self, frame: Frame, tier: Tier) -> Frame | None:
+        """``frame`` at ``tier`` if that needs no encoding now (the frame itself, or cached)."""
+        if frame.codec is not Codec.JPEG:
+            return frame
+        size = tier.size_for(frame.width, frame.height)
+        if size == (frame.width, frame.height) and tier.quality >= self.source_quality:
+            return frame
+        with self._lock:
+            if frame.seq != self._seq:
+                return None
+            return self._cache.get((size[0], size[1], tier.quality))
+
     @property
     def cached_tiers(self) -> int:
         """Renditions held for the newest frame (tiers in use right now)."""

@@ -74,6 +74,7 @@ class CapturePipeline:
         on_frame: Callable[[Frame], None],
         *,
         on_end: Callable[[str], None] | None = None,
+        on_image: Callable[[Frame, np.ndarray], None] | None = None,
         workers: int = 1,
         retry_interval_s: float = 1.0,
         placeholder_interval_s: float = 0.5,
@@ -87,6 +88,9 @@ class CapturePipeline:
         self.encoder = encoder
         self._on_frame = on_frame
         self._on_end = on_end
+        # Sees each frame with the image it was encoded from, just before on_frame,
+        # so smaller renditions are resized from pixels instead of a decode.
+        self._on_image = on_image
         self._workers = workers
         self._retry_interval_s = retry_interval_s
         self._placeholder_interval_s = placeholder_interval_s
@@ -341,6 +345,11 @@ class CapturePipeline:
                 with self._stats_lock:
                     self._counts["frames_out_of_order"] += 1
                 return
+            if self._on_image is not None:
+                try:
+                    self._on_image(frame, pending.image)
+                except Exception:
+                    self._count_error(f"image callback failed on frame {frame.seq}")
             self._call(self._on_frame, frame)
 
     def _call(self, callback: Callable[[Any], object] | None, arg: object) -> None:

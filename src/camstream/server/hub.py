@@ -17,6 +17,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..frame import Frame, SeqOrder
 from ..metrics import RateMeter
@@ -34,6 +35,7 @@ class ViewerStats:
     frames_dropped: int
     bytes_sent: int
     last_seq: int
+    delivery: dict[str, Any] | None = None  # adaptive viewers: tier, link rate, round trip
 
 
 class Viewer:
@@ -51,6 +53,12 @@ class Viewer:
         self._wake = asyncio.Event()
         self._ended = False
         self._rate = RateMeter()
+        #: Extra per-viewer figures for /status (a transport's adaptive delivery).
+        self.details: Callable[[], dict[str, Any]] | None = None
+
+    def peek(self) -> Frame | None:
+        """The frame waiting in the slot, without taking it."""
+        return self._slot
 
     def offer(self, frame: Frame) -> None:
         if not self._sent.is_newer(frame.seq):
@@ -96,6 +104,7 @@ class Viewer:
             frames_dropped=self.frames_dropped,
             bytes_sent=self.bytes_sent,
             last_seq=self._sent.last_seq,
+            delivery=None if self.details is None else self.details(),
         )
 
 

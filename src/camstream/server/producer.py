@@ -20,6 +20,7 @@ from typing import Any
 
 from ..codec import make_encoder
 from ..config import ServerConfig
+from ..delivery import Renditions
 from ..errors import UsageError
 from ..frame import Frame
 from ..recording.recorder import Recorder
@@ -45,6 +46,8 @@ class Producer:
         self.source = source
         self.config = config
         self.hub = Hub(on_demand=self._on_demand)
+        # Smaller tiers of each frame for adaptive viewers, encoded once per tier.
+        self.renditions = Renditions(source_quality=config.quality)
         self.pipeline = CapturePipeline(
             source,
             make_encoder(
@@ -52,6 +55,7 @@ class Producer:
             ),
             self._frame_from_thread,
             on_end=self._end_from_thread,
+            on_image=self.renditions.publish,
             workers=config.encode_workers,
         )
         record = config.recorder_config
@@ -118,6 +122,11 @@ class Producer:
         )
         if self.recorder is not None:
             status["recording"] = self.recorder.stats()
+        # Smaller tiers encoded for adaptive viewers: at most one per tier in use.
+        status["renditions"] = {
+            "encodes": dict(self.renditions.encodes),
+            "encodes_per_frame": round(self.renditions.encodes_per_frame(), 3),
+        }
         return status
 
     # -- recording (on the loop) ------------------------------------------------

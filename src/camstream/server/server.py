@@ -144,6 +144,8 @@ class Server:
                 hub=self.hub,
                 status=self.status,
                 find_camera=self._find_stream,
+                renditions=self.producer.renditions,
+                source_fps=lambda: self.producer.stream_info().fps,
             )
         )
         self._runner = web.AppRunner(

@@ -41,6 +41,7 @@ from aiohttp import web
 
 from ...frame import Codec, Frame
 from ..hub import Hub, Viewer
+from .adaptive import POLL_S, ViewerDelivery
 from .common import peer_name, server_full_message
 
 __all__ = [
@@ -75,6 +76,9 @@ _TCP_NOTSENT_LOWAT: Final = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
 # Enough unsent bytes to keep a few segments ready for the wire, far less than a
 # frame: the kernel then accepts the next bytes only as the network drains.
 NOTSENT_LOWAT_BYTES: Final = 16 * 1024
+# With adaptive delivery the controller bounds bytes in flight; the send buffer
+# only has to hold a long link's bandwidth-delay product.
+ADAPTIVE_SEND_BUFFER_BYTES: Final = 4 * 1024 * 1024
 # Sec-Fetch-Dest values of a browser that renders the stream itself.
 _RENDERING_DESTS: Final = frozenset({"image", "document", "iframe", "embed", "object"})
 # How often a stream that waits for frames checks whether its client has gone;
@@ -163,6 +167,64 @@ async def _next_frame(viewer: Viewer, request: web.Request) -> Frame | None:
                 return None
 
 
+async def _pump(
+    request: web.Request,
+    response: web.StreamResponse,
+    viewer: Viewer,
+    *,
+    hub: Hub,
+    as_jpeg: Callable[[Frame], Awaitable[Frame]],
+    delivery: ViewerDelivery | None,
+    advance: bytes,
+) -> None:
+    """Parts until the stream ends or the client leaves; each is the newest frame."""
+    transport = request.transport
+    assert transport is not None
+    while True:
+        if delivery is not None:
+            await _wait_turn(delivery, viewer, hub, request, transport)
+        frame = await _next_frame(viewer, request)
+        if frame is None:
+            return
+        frame = await as_jpeg(frame)  # itself, unless the stream is lossless PNG
+        if delivery is not None:
+            frame = await delivery.render(frame)  # this viewer's tier, shared
+        sent = await _write_part(response, frame, advance)
+        if delivery is not None:
+            delivery.sent(frame, sent)
+        await request.writer.drain()
+        viewer.record_sent(frame, sent)
+
+
+async def _write_part(response: web.StreamResponse, frame: Frame, advance: bytes) -> int:
+    """One part (its head unless sent in advance, the JPEG, the delimiter); bytes written."""
+    head = b"" if advance else part_head(frame)
+    # Separate writes, no join: the JPEG is the shared frame and is not copied per viewer.
+    if head:
+        await response.write(head)
+    await response.write(frame.data)
+    await response.write(DELIMITER + advance)
+    return len(head) + len(frame.data) + len(DELIMITER) + len(advance)
+
+
+async def _wait_turn(
+    delivery: ViewerDelivery,
+    viewer: Viewer,
+    hub: Hub,
+    request: web.Request,
+    transport: asyncio.BaseTransport,
+) -> None:
+    """Until the controller lets the next part go (or the client left)."""
+    latest = viewer.peek() or hub.latest
+    fallback = len(latest.data) if latest is not None else 64 * 1024
+    delivery.sample_socket(transport)
+    while not delivery.ready(fallback) and not _gone(request):
+        # Sample about four times a round trip: the kernel's counters move with acks.
+        rtt_s = delivery.controller.smoothed_rtt_s or 0.008
+        await asyncio.sleep(min(POLL_S, max(0.002, rtt_s / 4)))
+        delivery.sample_socket(transport)
+
+
 async def serve_stream(
     request: web.Request,
     hub: Hub,
@@ -171,10 +233,14 @@ async def serve_stream(
     send_buffer_bytes: int,
     max_viewers: int,
     active: set[asyncio.Transport] | None = None,
+    delivery: ViewerDelivery | None = None,
 ) -> web.StreamResponse:
     """Stream frames to one HTTP client until it leaves or the stream ends.
 
     Its transport is in ``active`` while it streams, so shutdown can find it.
+    With ``delivery`` (adaptive), each part waits until the link can take it
+    without a standing queue, judged from the socket's ``TCP_INFO``, and goes
+    at the viewer's tier.
     """
     response = web.StreamResponse(
         headers={"Content-Type": CONTENT_TYPE, "Vary": "Sec-Fetch-Dest, Accept", **NO_CACHE_HEADERS}
@@ -189,8 +255,14 @@ async def serve_stream(
     transport = request.transport
     if transport is None:  # the client left before the handler ran
         return response
+    if delivery is not None:
+        # The controller bounds bytes in flight itself; a small send buffer would
+        # cap a long link below the stream's rate (128 KiB per round trip).
+        send_buffer_bytes = max(send_buffer_bytes, ADAPTIVE_SEND_BUFFER_BYTES)
     bound_bytes_in_flight(transport, send_buffer_bytes)
     viewer = hub.attach("http", peer_name(request.transport, request.remote or "?"))
+    if delivery is not None:
+        viewer.details = delivery.stats
     if active is not None:
         active.add(transport)
     try:
@@ -202,21 +274,9 @@ async def serve_stream(
         if wants_advance_headers(request):
             advance = f"Content-Type: {Codec.JPEG.mime_type}\r\n\r\n".encode()
         await response.write(PREAMBLE + advance)
-        while True:
-            frame = await _next_frame(viewer, request)
-            if frame is None:
-                break
-            frame = await as_jpeg(frame)  # itself, unless the stream is lossless PNG
-            head = b"" if advance else part_head(frame)
-            # Separate writes, no join: the JPEG is the shared frame and is not
-            # copied per viewer.
-            if head:
-                await response.write(head)
-            await response.write(frame.data)
-            await response.write(DELIMITER + advance)
-            await request.writer.drain()
-            sent = len(head) + len(frame.data) + len(DELIMITER) + len(advance)
-            viewer.record_sent(frame, sent)
+        await _pump(
+            request, response, viewer, hub=hub, as_jpeg=as_jpeg, delivery=delivery, advance=advance
+        )
         if not _gone(request):
             await response.write_eof()
     except ConnectionError:

@@ -28,8 +28,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
 from ...config import ServerConfig
+from ...delivery import Overrides, Renditions
 from ...errors import RemoteProtocolError
-from ...frame import Frame
+from ...frame import Codec, Frame
 from ...wire.auth import new_nonce, verify_digest
 from ...wire.protocol import (
     Auth,
@@ -45,6 +46,7 @@ from ...wire.protocol import (
     StreamInfo,
 )
 from ..hub import Hub, Viewer
+from .adaptive import POLL_S, ViewerDelivery
 from .common import CLOSE_GRACE_S, peer_name, server_full_message
 
 __all__ = ["MAX_CONTROL_BACKLOG_BYTES", "NativeSession", "SessionContext"]
@@ -62,6 +64,7 @@ class Stream(Protocol):
 
     name: str
     hub: Hub
+    renditions: Renditions  # the camera's smaller tiers, shared by adaptive viewers
 
     def stream_info(self) -> StreamInfo: ...
 
@@ -100,6 +103,7 @@ class NativeSession(asyncio.Protocol):
         self._viewer: Viewer | None = None
         self._stream: Stream | None = None
         self.hello: Hello | None = None  # the viewer's limits and camera, once it said hello
+        self.delivery: ViewerDelivery | None = None  # adaptive delivery, once admitted
         self._announced: StreamInfo | None = None
         self._peer_eof = False
         self._nonce: bytes | None = None
@@ -211,6 +215,8 @@ class NativeSession(asyncio.Protocol):
                 self._fail(GoodbyeCode.AUTH_FAILED, "authentication failed: wrong token")
         elif isinstance(event, Credit):
             self._credits = min(self._credits + event.credits, self._config.credit_window_max)
+            if self.delivery is not None and event.credits:
+                self.delivery.acked(event.ack_seq)  # v2 clients ack each frame as it lands
             self._credit_event.set()
         elif isinstance(event, Ping):
             self._write(self._conn.send(Pong(event.token)))
@@ -230,11 +236,36 @@ class NativeSession(asyncio.Protocol):
         info = stream.stream_info()
         self._announced = info
         self._write(self._conn.send(info))
+        self.delivery = self._new_delivery(stream, info)
         self._viewer = stream.hub.attach("native", self.address)
+        if self.delivery is not None:
+            self._viewer.details = self.delivery.stats
         if self._on_trusted is not None:
             self._on_trusted()  # authenticated: the listener keeps its slot
         self._credit_event.set()
         self._spawn(self._send_frames(self._viewer), "sending frames")
+
+    def _new_delivery(self, stream: Stream, info: StreamInfo) -> ViewerDelivery | None:
+        """Adaptive delivery for this viewer, within the limits its HELLO asked for."""
+        hello = self.hello
+        assert hello is not None
+        config = self._config
+        if config.codec is not Codec.JPEG or not config.adaptive:
+            # Lossless stays lossless, never adapted; --no-adaptive is the plain
+            # credit window (every frame the client's credit allows, full size).
+            return None
+        overrides = Overrides(
+            width=hello.max_width or None,
+            quality=hello.quality or None,
+            fps=hello.max_fps or None,
+            adaptive=config.adaptive and hello.adaptive,
+        )
+        return ViewerDelivery(
+            ladder=config.ladder_tiers,
+            renditions=stream.renditions,
+            source_fps=info.fps,
+            overrides=overrides,
+        )
 
     async def _send_frames(self, viewer: Viewer) -> None:
         while not self._closing:
@@ -243,17 +274,33 @@ class NativeSession(asyncio.Protocol):
                 await self._credit_event.wait()
                 if self._closing:
                     return
+            delivery = self.delivery
+            if delivery is not None:
+                # Decide first, then take the newest frame: latest frame wins.
+                latest = viewer.peek() or self._stream_latest()
+                fallback = len(latest.data) if latest is not None else 64 * 1024
+                while not delivery.ready(fallback):
+                    self._credit_event.clear()
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._credit_event.wait(), POLL_S)
+                    if self._closing:
+                        return
             frame = await viewer.next_frame()
             if frame is None:
                 reason = self._ended_reason()
                 self._fail(GoodbyeCode.END_OF_STREAM, reason)
                 return
+            served = frame if delivery is None else await delivery.render(frame)
             await self._writable.wait()
             if self._closing:
                 return
-            self._send_frame(viewer, frame)
+            self._send_frame(viewer, frame, served)
 
-    def _send_frame(self, viewer: Viewer, frame: Frame) -> None:
+    def _stream_latest(self) -> Frame | None:
+        return self._stream.hub.latest if self._stream is not None else None
+
+    def _send_frame(self, viewer: Viewer, frame: Frame, served: Frame) -> None:
+        """Send ``served`` (``frame`` at this viewer's tier); ``frame`` sizes the stream."""
         assert self._transport is not None
         announced = self._announced
         if announced is not None and (announced.width, announced.height) != (
@@ -264,11 +311,14 @@ class NativeSession(asyncio.Protocol):
             # size yet (0x0); a file may also change it. Tell the client first.
             self._announced = replace(announced, width=frame.width, height=frame.height)
             self._write(self._conn.send(self._announced))
-        header, payload = self._conn.send_frame(frame)
+        header, payload = self._conn.send_frame(served)
         # writelines hands both buffers to the socket without concatenating them.
         self._transport.writelines([header, payload])
         self._credits -= 1
-        viewer.record_sent(frame, len(header) + len(payload))
+        nbytes = len(header) + len(payload)
+        viewer.record_sent(served, nbytes)
+        if self.delivery is not None:
+            self.delivery.sent(served, nbytes)
 
     async def _watchdog(self) -> None:
         """Handshake deadline, then heartbeats: silence for too long closes the connection."""

@@ -40,8 +40,10 @@ from typing import Any, Final
 from aiohttp import web
 
 from ...config import ServerConfig
+from ...delivery import Renditions
 from ...frame import Codec, Frame
 from ..hub import Hub
+from .adaptive import ViewerDelivery, overrides_from_query
 from .edge import guard_of, request_guard, server_header
 from .jpeg_view import JpegView
 from .mjpeg import NO_CACHE_HEADERS, frame_headers, serve_stream
@@ -95,6 +97,10 @@ class WebContext:
     config: ServerConfig
     hub: Hub
     status: Callable[[], dict[str, Any]]
+    #: The camera's shared tiers for adaptive HTTP viewers (None: never adapted).
+    renditions: Renditions | None = None
+    #: The source's frame rate, the target for adaptive viewers.
+    source_fps: Callable[[], float] = lambda: 30.0
     #: The camera called NAME, for the per-camera API (None: no such routes).
     find_camera: Callable[[str], RecordingCamera | None] | None = None
 
@@ -229,6 +235,14 @@ def build_app(ctx: WebContext) -> web.Application:
     as_jpeg = JpegView(config.quality)
 
     async def stream(request: web.Request) -> web.StreamResponse:
+        delivery = None
+        if ctx.renditions is not None and config.codec is Codec.JPEG and config.adaptive:
+            delivery = ViewerDelivery(
+                ladder=config.ladder_tiers,
+                renditions=ctx.renditions,
+                source_fps=ctx.source_fps(),
+                overrides=overrides_from_query(request.query),
+            )
         return await serve_stream(
             request,
             hub,
@@ -236,6 +250,7 @@ def build_app(ctx: WebContext) -> web.Application:
             send_buffer_bytes=config.http_send_buffer_bytes,
             max_viewers=config.max_viewers,
             active=streaming,
+            delivery=delivery,
         )
 
     async def end_streams(app: web.Application) -> None:
