@@ -55,6 +55,9 @@ def test_banner_commands_are_one_per_line_and_the_token_link_opens_the_page(
     server = running_server("test", host="0.0.0.0", token="s3cr et")
     text = banner(server)
     assert " | " not in text  # nothing that reads like a shell pipe
+    # Players as printed keep up with a live stream (measured in benchmarks/glass.py).
+    assert f"-use_wallclock_as_timestamps 1 -f mpjpeg {server.http_url}stream.mjpg" in text
+    assert f"vlc --network-caching=100 {server.http_url}stream.mjpg" in text
     assert f"{server.http_url}#token=s3cr%20et" in text
     others = reachable_hosts("0.0.0.0")
     for host in others:

@@ -21,7 +21,14 @@ import psutil
 from ..frame import Codec
 from ..server.server import Server
 
-__all__ = ["banner", "camstream_command", "reachable_hosts"]
+__all__ = ["FFPLAY_LIVE", "VLC_LIVE", "banner", "camstream_command", "reachable_hosts"]
+
+#: ffplay in real time: frames timed by their arrival, no input buffering, late ones dropped.
+FFPLAY_LIVE = (
+    "ffplay -fflags nobuffer -flags low_delay -framedrop -use_wallclock_as_timestamps 1 -f mpjpeg"
+)
+#: VLC with a 100 ms network cache instead of its default 1 s.
+VLC_LIVE = "vlc --network-caching=100"
 
 _WILDCARDS = ("0.0.0.0", "::", "")
 
@@ -88,7 +95,13 @@ def banner(server: Server) -> str:
         lines.append(f"  browser       : {page}#token={quote(c.token, safe='')}")
     else:
         lines.append(f"  browser       : {page}")
-    lines.append(f"  MJPEG stream  : {page}stream.mjpg  (VLC, ffplay, cv2.VideoCapture)")
+    stream = f"{page}stream.mjpg"
+    lines.append(f"  MJPEG stream  : {stream}  (cv2.VideoCapture, any MJPEG player)")
+    # Players as printed must keep up with a live stream (benchmarks/glass.py): ffplay
+    # guesses 25 fps for MJPEG parts without wall-clock times and falls behind a 30 fps
+    # stream; VLC buffers a whole second of any network stream by default.
+    lines.append(f"  ffplay        : {FFPLAY_LIVE} {stream}")
+    lines.append(f"  VLC           : {VLC_LIVE} {stream}")
     if c.codec is Codec.PNG:
         # Players need JPEG parts; lossless frames go over the native protocol.
         lines.append(

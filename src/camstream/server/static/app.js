@@ -105,6 +105,7 @@
     fps: $("fps"),
     age: $("age"),
     res: $("res"),
+    rate: $("rate"),
     viewers: $("viewers"),
     viewersLabel: $("viewers-label"),
     snapshot: $("snapshot"),
@@ -163,7 +164,9 @@
       ui.age.textContent = ageMs < 0 ? "clock skew" : formatAge(ageMs);
     }
     const { naturalWidth: w, naturalHeight: h } = ui.video;
-    if (w > 0) ui.res.textContent = `${w}×${h}`;
+    // On a thin link the server sends a smaller tier: say so next to the stream's size.
+    const size = `${w}×${h}`;
+    if (w > 0) ui.res.textContent = streamSize && streamSize !== size ? `${size} of ${streamSize}` : size;
   }
 
   function formatAge(ms) {
@@ -176,7 +179,15 @@
   let decoding = false;
   let shownUrl = null;
 
+  const arrived = []; // [time ms, bytes] of the parts received in the last second
+  let streamSize = ""; // the full stream's size from /status, e.g. "1280×720"
+
   function offerFrame(part) {
+    const now = performance.now();
+    arrived.push([now, part.body.byteLength]);
+    while (arrived.length && arrived[0][0] < now - 1000) arrived.shift();
+    const bits = 8 * arrived.reduce((sum, [, bytes]) => sum + bytes, 0);
+    ui.rate.textContent = (bits / 1e6).toFixed(1);
     pending = part; // a newer part replaces one not yet shown: no backlog
     if (!decoding) showPending();
   }
@@ -401,7 +412,8 @@
       const count = status.viewer_count ?? (status.viewers || []).length;
       ui.viewers.textContent = String(count);
       ui.viewersLabel.textContent = count === 1 ? "viewer" : "viewers";
-      if (!ui.video.naturalWidth && status.width) ui.res.textContent = `${status.width}×${status.height}`;
+      if (status.width) streamSize = `${status.width}×${status.height}`;
+      if (!ui.video.naturalWidth && status.width) ui.res.textContent = streamSize;
     } catch {
       // The stream's own reconnection reports the outage.
     }
