@@ -47,6 +47,7 @@ from .transports.edge import new_request_handler
 from .transports.httplog import server_logger
 from .transports.listener import Listener, bind_listener, max_connections_for
 from .transports.native import NativeSession, SessionContext
+from .transports.peer_log import BAD_PEERS
 from .transports.web import WebContext, build_app
 
 __all__ = ["Server"]
@@ -86,6 +87,7 @@ class Server:
         self._thread: threading.Thread | None = None
         self._stop_requested: asyncio.Event | None = None
         self._foreground_stop = threading.Event()
+        self._peer_log_task: asyncio.Task[None] | None = None
 
     @property
     def source(self) -> Source:
@@ -178,6 +180,8 @@ class Server:
         )
         self._listener.start()
         self._started_at = time.monotonic()
+        # Bad peers are counted, not logged one by one: one summary per minute.
+        self._peer_log_task = asyncio.get_running_loop().create_task(BAD_PEERS.run())
         self.producer.start_capture_if_wanted()
 
     async def stop(self) -> None:
@@ -189,6 +193,12 @@ class Server:
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.stop_accepting()
+        if self._peer_log_task is not None:
+            self._peer_log_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._peer_log_task
+            self._peer_log_task = None
+            BAD_PEERS.flush()
         for session in list(self._sessions):
             session.goodbye(GoodbyeCode.SHUTTING_DOWN, "server shutting down")
         self.producer.end("server shutting down")

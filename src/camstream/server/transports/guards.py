@@ -19,6 +19,7 @@ from typing import Final
 
 from ...wire.protocol import Connection, Goodbye, GoodbyeCode, Role
 from .common import CLOSE_GRACE_S, close_gently, sniff
+from .peer_log import BAD_PEERS
 
 __all__ = ["MAX_HTTP_HEAD_BYTES", "MAX_PIPELINED_REQUESTS", "HttpGuard", "PlaintextRefusal"]
 
@@ -183,6 +184,7 @@ class HttpGuard(asyncio.Protocol):
         if self._rejected or self._transport is None or self._transport.is_closing():
             return
         self._rejected = True
+        BAD_PEERS.note(f"bad HTTP request ({status})")
         if self._timer is not None:
             self._timer.cancel()
         if self._requests == 0:  # otherwise a response may be under way: do not garble it

@@ -22,6 +22,7 @@ from typing import Any, Final, cast
 from aiohttp import http_exceptions, web
 
 from ...config import redact
+from .peer_log import BAD_PEERS
 
 __all__ = ["RequestLog", "client_error_status", "scrub", "server_logger"]
 
@@ -102,6 +103,7 @@ class RequestLog:
             # the exception's message would quote the request line.
             level = logging.DEBUG
             text = f"{text}: {type(exc).__name__} ({status})"
+            BAD_PEERS.note(f"bad HTTP request ({status})")
         elif exc is not None:
             text += "\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         if self._target.isEnabledFor(level):

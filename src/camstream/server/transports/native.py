@@ -48,6 +48,7 @@ from ...wire.protocol import (
 from ..hub import Hub, Viewer
 from .adaptive import POLL_S, ViewerDelivery
 from .common import CLOSE_GRACE_S, peer_name, server_full_message
+from .peer_log import BAD_PEERS
 
 __all__ = ["MAX_CONTROL_BACKLOG_BYTES", "NativeSession", "SessionContext"]
 
@@ -140,6 +141,7 @@ class NativeSession(asyncio.Protocol):
             events = self._conn.receive_data(data)
         except RemoteProtocolError as exc:
             logger.debug("%s: %s", self.address, exc)
+            BAD_PEERS.note("native protocol error")
             self._fail(GoodbyeCode(exc.code), f"protocol error: {exc}")
             return
         try:
